@@ -1,0 +1,3 @@
+"""tinyinduction: a NumPy-only laboratory for induction heads."""
+
+__version__ = "0.1.0"
