@@ -173,7 +173,9 @@ class FewShotBatch(NamedTuple):
     query_pair: np.ndarray  # [B] int64 index (0..C-1) of the context pair whose class is the query's class
     classes: np.ndarray     # [B, C+1] int64 class ids (context..., query)
 
-    def __len__(self) -> int:  # number of sequences, not number of fields
+    @property
+    def batch_size(self) -> int:
+        """Number of sequences B (len(batch) is the number of fields, as for any tuple)."""
         return int(self.target.shape[0])
 
 
@@ -279,7 +281,8 @@ def _check_feature_table(table, source: str) -> np.ndarray:
         out = arr  # already a frozen float32 table (e.g. the builtin one): no copy
     else:
         # A private copy: later edits to the caller's array must not change the task.
-        out = np.array(arr, dtype=np.float32, order="C", copy=True)
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
+            out = np.array(arr, dtype=np.float32, order="C", copy=True)
     bad = ~np.isfinite(out)
     if bad.any():
         raise ValueError(f"{source}: array contains {int(bad.sum())} NaN or infinite values "
