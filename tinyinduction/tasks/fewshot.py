@@ -12,7 +12,7 @@ Dimension letters used in shape comments:
     N  classes in the feature table, E  exemplars per class in the table
 
 Exemplar features: the paper uses 512-d features of Omniglot images (1623 classes x
-20 drawings, first 5 used) from a frozen ImageNet ResNet18. Omniglot is not available
+5 exemplars) from a frozen ImageNet ResNet18. Omniglot is not available
 here, so ``builtin_features`` generates a stand-in table with similar statistics; a
 real table can be loaded from a .npy file (``TaskConfig(features="path.npy")``).
 Results obtained with the builtin table are NOT the paper's numbers.
@@ -47,7 +47,8 @@ EVAL_SET_NAMES = ("train", "relabel", "heldout_classes", "other_exemplars")
 
 # Enumerating label combinations is only sensible while the table stays small.
 _MAX_LABEL_COMBOS = 1_000_000
-# Tabulate (combination x ordering) rows up to this many; beyond, sort random keys.
+# Tabulate (combination x label ordering x placement) rows up to this many; beyond,
+# sort random keys per batch instead.
 _MAX_ORDERED_ROWS = 100_000
 
 
