@@ -203,8 +203,9 @@ def builtin_features(dim: int = 512, n_classes: int = 1623, n_exemplars: int = 5
     their own detail. Two drawings of one character are close (cosine ~0.9) yet not
     identical, which is what the "other exemplars" evaluation probes.
 
-    With the defaults (``feature_statistics``): between-class cosine 0.63, within-class
-    cosine 0.92, 51% zeros, mean norm 21.6. Generated in ~0.1 s and cached; the
+    With the defaults (``feature_statistics``): between-class cosine 0.64, within-class
+    cosine 0.92, 50% zeros, mean norm 22.4; other exemplars are nearest to their own
+    class's exemplar 0 (>95% of the time, tested). Generated in ~0.1 s and cached; the
     returned array is read-only because every caller shares it.
     """
     own = "builtin_features"
