@@ -1,0 +1,432 @@
+"""The attention-only transformer: parameters, forward with cache and clamps, backward.
+
+    params = init_params(config, seed)
+    cache = run_with_cache(params, config, batch, clamps)      # forward, every array named
+    loss, grads, cache = loss_and_grads(params, config, batch, clamps)
+
+Inputs (config.input_kind):
+    "fewshot": an object with .exemplars [B, C+1, F] and .labels [B, C] (and .target [B]
+               for the loss), laid out as the sequence x1 l1 x2 l2 ... xq (T = 2C+1).
+    "tokens":  a TokenBatch(tokens [B, T], targets [B, T]) with target -1 = no loss there.
+
+Every forward step computes an array in the internal feature-major layout (see ops.py)
+and passes it through `_Forward.site`, which applies clamps, stores a read-only
+TransformerLens-shaped view in the cache and remembers which elements were replaced,
+so that backward stops the gradient there. There is no other path into the cache.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+
+from . import ops
+from .cache import ActivationCache, unknown_name_message
+from .config import ModelConfig
+
+# internal layout -> TransformerLens layout, as a transpose
+TO_TL = {
+    "resid": (2, 1, 0),          # [D, T, B]       -> [B, T, D]
+    "head_vec": (3, 1, 2, 0),    # [E, T, H, B]    -> [B, T, H, E]
+    "pattern": (3, 2, 0, 1),     # [Tq, Tk, H, B]  -> [B, H, Tq, Tk]
+    "result": (3, 2, 0, 1),      # [H, D, T, B]    -> [B, T, H, D]
+}
+
+
+class TokenBatch(NamedTuple):
+    tokens: np.ndarray    # [B, T] int
+    targets: np.ndarray   # [B, T] int, -1 where no loss is taken
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def _truncated_normal(rng, shape, std):
+    """Normal truncated to +-2 std, rescaled to keep variance std^2 (LeCun-normal as in flax)."""
+    values = rng.standard_normal(shape)
+    outside = np.abs(values) > 2.0
+    while outside.any():
+        values[outside] = rng.standard_normal(int(outside.sum()))
+        outside = np.abs(values) > 2.0
+    return values * (std / 0.87962566103423978)
+
+
+def param_shapes(config: ModelConfig) -> dict[str, tuple]:
+    """Every parameter's name and shape, in a fixed order."""
+    c = config
+    shapes = {}
+    if c.input_kind == "fewshot":
+        shapes["embed.W_exemplar"] = (c.d_feature, c.d_model)
+        shapes["embed.b_exemplar"] = (c.d_model,)
+        shapes["embed.W_label"] = (c.n_labels, c.d_model)
+    else:
+        shapes["embed.W_E"] = (c.d_vocab, c.d_model)
+    if c.positional == "learned":
+        shapes["pos_embed.W_pos"] = (c.n_ctx, c.d_model)
+    for layer in range(c.n_layers):
+        p = f"blocks.{layer}."
+        if c.layernorm:
+            shapes[p + "ln1.w"] = (c.d_model,)
+            shapes[p + "ln1.b"] = (c.d_model,)
+        for w in ("W_Q", "W_K", "W_V"):
+            shapes[p + "attn." + w] = (c.n_heads, c.d_model, c.d_head)
+        shapes[p + "attn.W_O"] = (c.n_heads, c.d_head, c.d_model)
+    if c.layernorm:
+        shapes["ln_final.w"] = (c.d_model,)
+        shapes["ln_final.b"] = (c.d_model,)
+    shapes["unembed.W_U"] = (c.d_model, c.n_outputs)
+    shapes["unembed.b_U"] = (c.n_outputs,)
+    return shapes
+
+
+def init_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
+    """Initialise as Singh et al.: LeCun-normal (truncated) weights, zero biases,
+    label/token/position embeddings normal(0, 0.02), LayerNorm gain 1 and bias 0."""
+    rng = np.random.default_rng([seed, 0])
+    params = {}
+    for name, shape in param_shapes(config).items():
+        leaf = name.rsplit(".", 1)[1]
+        if leaf in ("b_exemplar", "b_U", "b"):
+            value = np.zeros(shape)
+        elif leaf == "w":
+            value = np.ones(shape)
+        elif leaf in ("W_label", "W_E", "W_pos"):
+            value = rng.normal(0.0, 0.02, shape)
+        elif leaf == "W_O":   # fan-in of the output projection is all heads' values
+            value = _truncated_normal(rng, shape, (shape[0] * shape[1]) ** -0.5)
+        elif leaf in ("W_Q", "W_K", "W_V"):
+            value = _truncated_normal(rng, shape, shape[1] ** -0.5)
+        else:                 # W_exemplar [F, D], W_U [D, V]: fan-in is the first axis
+            value = _truncated_normal(rng, shape, shape[0] ** -0.5)
+        params[name] = value.astype(config.dtype)
+    return params
+
+
+def check_params(params, config: ModelConfig):
+    """Fail with a clear message if params do not fit the config."""
+    expected = param_shapes(config)
+    missing = sorted(set(expected) - set(params))
+    extra = sorted(set(params) - set(expected))
+    if missing or extra:
+        raise ValueError(f"parameters do not match the config: missing {missing}, unexpected {extra}")
+    for name, shape in expected.items():
+        if tuple(params[name].shape) != shape:
+            raise ValueError(f"parameter {name} has shape {params[name].shape}; the config needs {shape}")
+
+
+# ---------------------------------------------------------------- names
+
+
+def hook_names(config: ModelConfig) -> list[str]:
+    """Every cache name this config's forward pass produces, in order."""
+    names = ["hook_embed"]
+    if config.positional == "learned":
+        names.append("hook_pos_embed")
+    for layer in range(config.n_layers):
+        b = f"blocks.{layer}."
+        names.append(b + "hook_resid_pre")
+        if config.layernorm:
+            names.append(b + "ln1.hook_normalized")
+        names += [b + "attn.hook_q", b + "attn.hook_k", b + "attn.hook_v"]
+        if config.positional == "rope":
+            names += [b + "attn.hook_rot_q", b + "attn.hook_rot_k"]
+        names += [b + "attn.hook_attn_scores", b + "attn.hook_pattern", b + "attn.hook_z",
+                  b + "attn.hook_result", b + "hook_attn_out", b + "hook_resid_post"]
+    if config.layernorm:
+        names.append("ln_final.hook_normalized")
+    names.append("hook_logits")
+    return names
+
+
+@functools.lru_cache(maxsize=64)
+def _rope_tables(n_positions, d_head, base, dtype):
+    return ops.rope_tables(n_positions, d_head, base, np.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=64)
+def _causal_mask(n_positions):
+    mask = np.tril(np.ones((n_positions, n_positions), dtype=bool))   # [Tq, Tk]
+    mask.flags.writeable = False
+    return mask
+
+
+# ---------------------------------------------------------------- input checks
+
+
+def _check_batch(config: ModelConfig, batch):
+    if config.input_kind == "fewshot":
+        if not hasattr(batch, "exemplars") or not hasattr(batch, "labels"):
+            raise ValueError("few-shot models take a batch with .exemplars [B, C+1, F] and .labels [B, C]")
+        ex, labels = np.asarray(batch.exemplars), np.asarray(batch.labels)
+        if ex.ndim != 3 or ex.shape[2] != config.d_feature:
+            raise ValueError(f"batch.exemplars has shape {ex.shape}; expected [B, C+1, {config.d_feature}]")
+        if labels.shape != (ex.shape[0], ex.shape[1] - 1):
+            raise ValueError(f"batch.labels has shape {labels.shape}; expected [B, C] = "
+                             f"{(ex.shape[0], ex.shape[1] - 1)}")
+        if labels.size and (labels.min() < 0 or labels.max() >= config.n_labels):
+            raise ValueError(f"batch.labels must lie in [0, {config.n_labels}); got "
+                             f"{labels.min()}..{labels.max()}")
+        n_positions = 2 * labels.shape[1] + 1
+    else:
+        if not isinstance(batch, TokenBatch):
+            raise ValueError("token models take a TokenBatch(tokens [B, T], targets [B, T])")
+        tokens = np.asarray(batch.tokens)
+        if tokens.ndim != 2 or tokens.min() < 0 or tokens.max() >= config.d_vocab:
+            raise ValueError(f"batch.tokens must be [B, T] ints in [0, {config.d_vocab})")
+        n_positions = tokens.shape[1]
+    if config.positional == "learned" and n_positions > config.n_ctx:
+        raise ValueError(f"sequence length {n_positions} is longer than the learned position "
+                         f"table (ModelConfig.n_ctx = {config.n_ctx})")
+
+
+# ---------------------------------------------------------------- forward
+
+
+class _Forward:
+    """One forward pass: the cache it fills, clamp masks, and what backward needs."""
+
+    def __init__(self, params, config: ModelConfig, batch, clamps):
+        self.params, self.config, self.batch = params, config, batch
+        self.dtype = np.dtype(config.dtype)
+        self.cache = ActivationCache()
+        self.saved = {}          # primitive -> saved values for its backward
+        self.masks = {}          # site name -> replaced elements, internal layout
+        self.clamps = {}
+        known = set(hook_names(config))
+        for clamp in clamps:
+            if clamp.name not in known:
+                raise ValueError(unknown_name_message(clamp.name, known))
+            self.clamps.setdefault(clamp.name, []).append(clamp)
+
+    def site(self, name, internal, layout):
+        """Apply clamps to an array, store its read-only view, return the array to use."""
+        perm = TO_TL[layout]
+        clamps = self.clamps.get(name)
+        if clamps:
+            tl = internal.transpose(perm)
+            replaced = np.zeros(tl.shape, dtype=bool)
+            for clamp in clamps:
+                mask = clamp.mask(tl.shape)
+                value = clamp.resolve_value(self.batch, self.cache, tl.shape, self.dtype)
+                tl = np.where(mask, value, tl)
+                replaced |= mask
+            inverse = np.argsort(perm)
+            internal = np.ascontiguousarray(tl.transpose(inverse))
+            self.masks[name] = replaced.transpose(inverse)
+        internal.flags.writeable = False   # primitives are pure: nothing writes into it
+        self.cache._store(name, internal.transpose(perm))
+        return internal
+
+
+def _embed(run: _Forward):
+    """The input sequence as [D, T, B] (plus learned positions)."""
+    p, c, batch = run.params, run.config, run.batch
+    if c.input_kind == "fewshot":
+        exemplars = np.asarray(batch.exemplars, dtype=run.dtype)        # [B, C+1, F]
+        labels = np.asarray(batch.labels)                                # [B, C]
+        n_batch, n_items, _ = exemplars.shape
+        # one matmul for every exemplar: [F, B(C+1)] columns ordered (b, item)
+        ex, run.saved["embed_exemplar"] = ops.linear_forward(
+            exemplars.reshape(n_batch * n_items, -1).T, p["embed.W_exemplar"], p["embed.b_exemplar"])
+        ex = ex.reshape(-1, n_batch, n_items).transpose(0, 2, 1)         # [D, C+1, B]
+        lab, run.saved["embed_label"] = ops.embedding_forward(labels.T, p["embed.W_label"])  # [D, C, B]
+        embed = np.empty((c.d_model, 2 * n_items - 1, n_batch), dtype=run.dtype)
+        embed[:, 0::2] = ex      # x1, x2, ..., xq at even positions
+        embed[:, 1::2] = lab     # l1, l2, ... at odd positions
+    else:
+        embed, run.saved["embed_token"] = ops.embedding_forward(
+            np.asarray(batch.tokens).T, p["embed.W_E"])                    # [D, T, B]
+    embed = run.site("hook_embed", embed, "resid")
+    if c.positional == "learned":
+        n_positions, n_batch = embed.shape[1], embed.shape[2]
+        pos = np.broadcast_to(p["pos_embed.W_pos"][:n_positions].T[:, :, None], embed.shape)
+        pos = run.site("hook_pos_embed", pos, "resid")
+        return embed + pos
+    return embed
+
+
+def _layer_forward(run: _Forward, layer, resid):
+    p, c = run.params, run.config
+    b = f"blocks.{layer}."
+    saved = run.saved.setdefault(layer, {})
+    resid = run.site(b + "hook_resid_pre", resid, "resid")
+    x = resid
+    if c.layernorm:
+        x, saved["ln1"] = ops.layernorm_forward(resid, p[b + "ln1.w"], p[b + "ln1.b"], c.layernorm_eps)
+        x = run.site(b + "ln1.hook_normalized", x, "resid")
+    (q, k, v), saved["qkv"] = ops.qkv_forward(x, p[b + "attn.W_Q"], p[b + "attn.W_K"], p[b + "attn.W_V"])
+    q = run.site(b + "attn.hook_q", q, "head_vec")
+    k = run.site(b + "attn.hook_k", k, "head_vec")
+    v = run.site(b + "attn.hook_v", v, "head_vec")
+    n_positions = resid.shape[1]
+    if c.positional == "rope":
+        cos, signed_sin = _rope_tables(n_positions, c.d_head, c.rope_base, c.dtype)
+        q, saved["rope"] = ops.rope_forward(q, cos, signed_sin)
+        q = run.site(b + "attn.hook_rot_q", q, "head_vec")
+        k, _ = ops.rope_forward(k, cos, signed_sin)
+        k = run.site(b + "attn.hook_rot_k", k, "head_vec")
+    scores, saved["scores"] = ops.attention_scores_forward(
+        q, k, 1.0 / np.sqrt(c.d_head), _causal_mask(n_positions))
+    scores = run.site(b + "attn.hook_attn_scores", scores, "pattern")
+    pattern, saved["softmax"] = ops.softmax_forward(scores)
+    pattern = run.site(b + "attn.hook_pattern", pattern, "pattern")
+    z, saved["mix"] = ops.weighted_sum_forward(pattern, v)
+    z = run.site(b + "attn.hook_z", z, "head_vec")
+    result, saved["result"] = ops.head_result_forward(z, p[b + "attn.W_O"])
+    result = run.site(b + "attn.hook_result", result, "result")
+    attn_out = run.site(b + "hook_attn_out", result.sum(axis=0), "resid")
+    return run.site(b + "hook_resid_post", resid + attn_out, "resid")
+
+
+def _forward(params, config, batch, clamps) -> _Forward:
+    _check_batch(config, batch)
+    run = _Forward(params, config, batch, clamps)
+    resid = _embed(run)
+    for layer in range(config.n_layers):
+        resid = _layer_forward(run, layer, resid)
+    x = resid
+    if config.layernorm:
+        x, run.saved["ln_final"] = ops.layernorm_forward(
+            resid, params["ln_final.w"], params["ln_final.b"], config.layernorm_eps)
+        x = run.site("ln_final.hook_normalized", x, "resid")
+    d_model, n_positions, n_batch = x.shape
+    logits, run.saved["unembed"] = ops.linear_forward(
+        x.reshape(d_model, -1), params["unembed.W_U"], params["unembed.b_U"])
+    run.site("hook_logits", logits.reshape(-1, n_positions, n_batch), "resid")   # [V, T, B]
+    return run
+
+
+def run_with_cache(params, config: ModelConfig, batch, clamps=()) -> ActivationCache:
+    """Forward pass; returns the cache (logits are cache["hook_logits"] [B, T, V])."""
+    return _forward(params, config, batch, clamps).cache
+
+
+# ---------------------------------------------------------------- loss
+
+
+def _loss_columns(config, batch, logits):
+    """Logits [V, M] and targets [M] where the loss is read, plus where they came from.
+
+    few-shot: the query position only; tokens: every position with target >= 0.
+    """
+    n_outputs, n_positions, n_batch = logits.shape
+    if config.input_kind == "fewshot":
+        targets = np.asarray(batch.target)
+        if targets.shape != (n_batch,) or targets.min() < 0 or targets.max() >= n_outputs:
+            raise ValueError(f"batch.target must be [B] = ({n_batch},) ints in [0, {n_outputs})")
+        return logits[:, -1, :], targets, np.s_[:, -1, :]
+    targets = np.asarray(batch.targets).T                                 # [T, B]
+    where = targets >= 0
+    if not where.any():
+        raise ValueError("batch.targets has no position with a target (all are -1)")
+    return logits[:, where], targets[where], np.s_[:, where]
+
+
+def loss_from_cache(config, batch, cache):
+    """(mean cross-entropy, accuracy) at the loss positions of a finished forward pass."""
+    logits = cache["hook_logits"].transpose(2, 1, 0)                      # [V, T, B]
+    columns, targets, _ = _loss_columns(config, batch, logits)
+    loss, _ = ops.cross_entropy_forward(columns, targets)
+    return loss, float((columns.argmax(axis=0) == targets).mean())
+
+
+# ---------------------------------------------------------------- backward
+
+
+class _Backward:
+    def __init__(self, run: _Forward, record):
+        self.run, self.record = run, record
+
+    def site(self, name, grad, layout):
+        """Stop the gradient at clamped elements; optionally record it in the cache."""
+        mask = self.run.masks.get(name)
+        if mask is not None:
+            grad = np.where(mask, 0.0, grad).astype(grad.dtype, copy=False)
+        if self.record:
+            self.run.cache._store(name + "_grad", np.array(grad).transpose(TO_TL[layout]))
+        return grad
+
+
+def _layer_backward(bw: _Backward, layer, d_resid_post, grads):
+    run, c = bw.run, bw.run.config
+    b = f"blocks.{layer}."
+    saved = run.saved[layer]
+    d_resid_post = bw.site(b + "hook_resid_post", d_resid_post, "resid")
+    # resid_post = resid_pre + attn_out
+    d_attn_out = bw.site(b + "hook_attn_out", d_resid_post, "resid")
+    # attn_out = sum over heads of result
+    d_result = bw.site(b + "attn.hook_result",
+                       np.broadcast_to(d_attn_out, (c.n_heads,) + d_attn_out.shape), "result")
+    dz, grads[b + "attn.W_O"] = ops.head_result_backward(d_result, saved["result"])
+    dz = bw.site(b + "attn.hook_z", dz, "head_vec")
+    d_pattern, dv = ops.weighted_sum_backward(dz, saved["mix"])
+    d_pattern = bw.site(b + "attn.hook_pattern", d_pattern, "pattern")
+    d_scores = bw.site(b + "attn.hook_attn_scores", ops.softmax_backward(d_pattern, saved["softmax"]),
+                       "pattern")
+    dq, dk = ops.attention_scores_backward(d_scores, saved["scores"])
+    if c.positional == "rope":
+        dq = ops.rope_backward(bw.site(b + "attn.hook_rot_q", dq, "head_vec"), saved["rope"])
+        dk = ops.rope_backward(bw.site(b + "attn.hook_rot_k", dk, "head_vec"), saved["rope"])
+    dq = bw.site(b + "attn.hook_q", dq, "head_vec")
+    dk = bw.site(b + "attn.hook_k", dk, "head_vec")
+    dv = bw.site(b + "attn.hook_v", dv, "head_vec")
+    dx, grads[b + "attn.W_Q"], grads[b + "attn.W_K"], grads[b + "attn.W_V"] = ops.qkv_backward(
+        dq, dk, dv, saved["qkv"])
+    if c.layernorm:
+        dx = bw.site(b + "ln1.hook_normalized", dx, "resid")
+        dx, grads[b + "ln1.w"], grads[b + "ln1.b"] = ops.layernorm_backward(dx, saved["ln1"])
+    return bw.site(b + "hook_resid_pre", d_resid_post + dx, "resid")
+
+
+def backward(run: _Forward, d_logits, record_activation_grads=False) -> dict:
+    """Gradients of the loss for every parameter, from d loss / d logits [V, T, B].
+
+    With record_activation_grads, each activation's gradient is stored in the cache as
+    name + "_grad" (TransformerLens shapes).
+    """
+    c, p = run.config, run.params
+    bw = _Backward(run, record_activation_grads)
+    grads = {}
+    d_model = c.d_model
+    d_logits = bw.site("hook_logits", d_logits, "resid")
+    n_outputs, n_positions, n_batch = d_logits.shape
+    # logits = W_U^T x + b_U
+    dx, grads["unembed.W_U"], grads["unembed.b_U"] = ops.linear_backward(
+        d_logits.reshape(n_outputs, -1), run.saved["unembed"])
+    dx = dx.reshape(d_model, n_positions, n_batch)
+    if c.layernorm:
+        dx = bw.site("ln_final.hook_normalized", dx, "resid")
+        dx, grads["ln_final.w"], grads["ln_final.b"] = ops.layernorm_backward(dx, run.saved["ln_final"])
+    for layer in reversed(range(c.n_layers)):
+        dx = _layer_backward(bw, layer, dx, grads)
+    if c.positional == "learned":
+        d_pos = bw.site("hook_pos_embed", dx, "resid")
+        grads["pos_embed.W_pos"] = np.zeros_like(p["pos_embed.W_pos"])
+        grads["pos_embed.W_pos"][:n_positions] = d_pos.sum(axis=2).T
+    d_embed = bw.site("hook_embed", dx, "resid")
+    if c.input_kind == "fewshot":
+        # embed[:, 0::2] = exemplars, embed[:, 1::2] = labels
+        d_ex = np.ascontiguousarray(d_embed[:, 0::2].transpose(0, 2, 1)).reshape(d_model, -1)
+        _, grads["embed.W_exemplar"], grads["embed.b_exemplar"] = ops.linear_backward(
+            d_ex, run.saved["embed_exemplar"], need_input_grad=False)
+        grads["embed.W_label"] = ops.embedding_backward(d_embed[:, 1::2], run.saved["embed_label"])
+    else:
+        grads["embed.W_E"] = ops.embedding_backward(d_embed, run.saved["embed_token"])
+    return {name: grads[name] for name in p}
+
+
+def loss_and_grads(params, config: ModelConfig, batch, clamps=(), record_activation_grads=False):
+    """Forward, loss at the loss positions, backward.
+
+    Returns (loss, accuracy, grads, cache).
+    """
+    run = _forward(params, config, batch, clamps)
+    logits = run.cache["hook_logits"].transpose(2, 1, 0)                  # [V, T, B]
+    columns, targets, where = _loss_columns(config, batch, logits)
+    loss, ce_saved = ops.cross_entropy_forward(columns, targets)
+    accuracy = float((columns.argmax(axis=0) == targets).mean())
+    d_logits = np.zeros(logits.shape, dtype=logits.dtype)
+    d_logits[where] = ops.cross_entropy_backward(ce_saved)
+    grads = backward(run, d_logits, record_activation_grads)
+    return loss, accuracy, grads, run.cache

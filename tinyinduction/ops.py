@@ -1,0 +1,257 @@
+"""Paired forward/backward primitives (llm.c style), pure NumPy.
+
+Every primitive is a pair:
+    y, saved = thing_forward(inputs...)
+    dinputs..., dparams... = thing_backward(dy, saved)
+Both are pure: they never write into their arguments and return fresh arrays.
+In each backward a comment restates the forward line being differentiated.
+
+Dimension letters (used in every shape comment of the package):
+    B batch, T positions (Tq queries, Tk keys), H heads, E d_head, D d_model,
+    F exemplar feature dim, V outputs (logits), M any flattened "columns" axis.
+
+Internal layout: feature-major, batch innermost.
+    residual stream        [D, T, B]
+    q, k, v, z             [E, T, H, B]
+    scores, pattern        [Tq, Tk, H, B]
+    per-head result        [H, D, T, B]
+    logits                 [V, T, B]
+Why: at this model's size (T = 5, E = 8) NumPy spends its time on per-call and
+per-inner-loop overhead, not arithmetic. With the batch (and heads) innermost every
+elementwise op runs long contiguous inner loops and every reduction runs over an
+outer axis, which is several times faster than batched 5x8 matmuls. The cache shows
+the same arrays as TransformerLens-shaped views ([B, T, D], [B, H, Tq, Tk], ...).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# ---------------------------------------------------------------- linear
+
+
+def linear_forward(x, W, b=None):
+    """y = W^T x + b.  x [I, M], W [I, O], b [O] or None -> y [O, M]."""
+    y = W.T @ x
+    if b is not None:
+        y = y + b[:, None]
+    return y, (x, W, b is not None)
+
+
+def linear_backward(dy, saved, need_input_grad=True):
+    """dy [O, M] -> (dx [I, M] or None, dW [I, O], db [O] or None)."""
+    x, W, has_bias = saved
+    # y = W^T x + b
+    dx = W @ dy if need_input_grad else None
+    dW = x @ dy.T
+    db = dy.sum(axis=1) if has_bias else None
+    return dx, dW, db
+
+
+# ---------------------------------------------------------------- embedding by id
+
+
+def embedding_forward(ids, W):
+    """Row lookup.  ids [...] int, W [N, D] -> y [D, ...] (feature-major)."""
+    return W.T[:, ids], (ids, W.shape[0])
+
+
+def embedding_backward(dy, saved):
+    """dy [D, ...] -> dW [N, D]. A one-hot matmul sums the rows that share an id."""
+    ids, n_rows = saved
+    # y[:, m] = W[ids[m]]
+    flat_ids = ids.reshape(-1)
+    one_hot = (np.arange(n_rows)[:, None] == flat_ids[None, :]).astype(dy.dtype)  # [N, M]
+    return one_hot @ dy.reshape(dy.shape[0], -1).T
+
+
+# ---------------------------------------------------------------- layernorm
+
+
+def layernorm_forward(x, w, b, eps=1e-5):
+    """LayerNorm over the feature axis 0.  x [D, ...], w [D], b [D] -> y [D, ...]."""
+    centred = x - x.mean(axis=0)
+    rstd = 1.0 / np.sqrt((centred * centred).mean(axis=0) + eps)   # [...]
+    xhat = centred * rstd
+    expand = (slice(None),) + (None,) * (x.ndim - 1)
+    y = xhat * w[expand] + b[expand]
+    return y, (xhat, rstd, w, expand)
+
+
+def layernorm_backward(dy, saved):
+    """dy [D, ...] -> (dx [D, ...], dw [D], db [D])."""
+    xhat, rstd, w, expand = saved
+    sum_axes = tuple(range(1, dy.ndim))
+    # y = xhat * w + b
+    dw = (dy * xhat).sum(axis=sum_axes)
+    db = dy.sum(axis=sum_axes)
+    dxhat = dy * w[expand]
+    # xhat = (x - mean(x)) * rstd(x): the standard three-term formula
+    dx = rstd * (dxhat - dxhat.mean(axis=0) - xhat * (dxhat * xhat).mean(axis=0))
+    return dx, dw, db
+
+
+# ---------------------------------------------------------------- fused Q, K, V projection
+
+
+def qkv_forward(x, W_Q, W_K, W_V):
+    """Queries, keys and values of every head in one matmul (no biases).
+
+    x [D, T, B]; W_Q, W_K, W_V [H, D, E] -> q, k, v each [E, T, H, B].
+    """
+    D, T, B = x.shape
+    H, _, E = W_Q.shape
+    # rows ordered (which, e, h) so that one transpose puts T before H
+    W_all = np.stack([W_Q, W_K, W_V]).transpose(0, 3, 1, 2).reshape(3 * E * H, D)
+    qkv = (W_all @ x.reshape(D, T * B)).reshape(3, E, H, T, B)
+    qkv = np.ascontiguousarray(qkv.transpose(0, 1, 3, 2, 4))       # [3, E, T, H, B]
+    return (qkv[0], qkv[1], qkv[2]), (x, W_all, H)
+
+
+def qkv_backward(dq, dk, dv, saved):
+    """dq, dk, dv [E, T, H, B] -> (dx [D, T, B], dW_Q, dW_K, dW_V [H, D, E])."""
+    x, W_all, H = saved
+    D, T, B = x.shape
+    E = dq.shape[0]
+    # qkv = transpose(W_all @ x)
+    dqkv = np.stack([dq, dk, dv]).transpose(0, 1, 3, 2, 4).reshape(3 * E * H, T * B)
+    dx = (W_all.T @ dqkv).reshape(D, T, B)
+    dW_all = (dqkv @ x.reshape(D, T * B).T).reshape(3, E, H, D).transpose(0, 2, 3, 1)
+    return dx, dW_all[0], dW_all[1], dW_all[2]
+
+
+# ---------------------------------------------------------------- rotary embeddings (GPT-J)
+
+
+def rope_tables(n_positions, d_head, base=10000.0, dtype=np.float64):
+    """cos, signed sin [E, T] for interleaved pairs (2i, 2i+1), angle t * base^(-2i/E)."""
+    inv_freq = base ** (-np.arange(0, d_head, 2) / d_head)           # [E/2]
+    angles = np.repeat(inv_freq, 2)[:, None] * np.arange(n_positions)[None, :]   # [E, T]
+    signed_sin = np.sin(angles)
+    signed_sin[0::2] *= -1.0      # out[2i] = x[2i] cos - x[2i+1] sin
+    return np.cos(angles).astype(dtype), signed_sin.astype(dtype)
+
+
+def _swap_pairs(x):
+    """Swap elements 2i <-> 2i+1 along axis 0 (the d_head axis)."""
+    E = x.shape[0]
+    return x.reshape(E // 2, 2, *x.shape[1:])[:, ::-1].reshape(x.shape)
+
+
+def rope_forward(x, cos, signed_sin):
+    """Rotate pairs of features by a position-dependent angle.
+
+    x [E, T, H, B]; cos, signed_sin [E, T] -> y [E, T, H, B].
+    """
+    c, s = cos[:, :, None, None], signed_sin[:, :, None, None]
+    return x * c + _swap_pairs(x) * s, (c, s)
+
+
+def rope_backward(dy, saved):
+    """dy [E, T, H, B] -> dx. The rotation is orthogonal, so this rotates back."""
+    c, s = saved
+    # y = c * x + s * swap(x), and swap is its own transpose
+    return dy * c + _swap_pairs(dy * s)
+
+
+# ---------------------------------------------------------------- attention
+
+
+def attention_scores_forward(q, k, scale, causal_mask):
+    """Scaled dot products, future keys set to -inf.
+
+    q [E, Tq, H, B], k [E, Tk, H, B], causal_mask [Tq, Tk] bool (True = visible)
+    -> scores [Tq, Tk, H, B].
+    """
+    # scores[i, j] = scale * sum_e q[e, i] k[e, j]  (reduce over the outer axis e)
+    scores = (q[:, :, None] * k[:, None, :]).sum(axis=0) * scale
+    scores = np.where(causal_mask[:, :, None, None], scores, -np.inf)
+    return scores, (q, k, scale, causal_mask)
+
+
+def attention_scores_backward(dscores, saved):
+    """dscores [Tq, Tk, H, B] -> (dq [E, Tq, H, B], dk [E, Tk, H, B])."""
+    q, k, scale, causal_mask = saved
+    # masked entries are constants (-inf): no gradient flows through them
+    ds = np.where(causal_mask[:, :, None, None], dscores, 0.0) * scale
+    # scores[i, j] = scale * sum_e q[e, i] k[e, j]
+    # dq[e, i] = sum_j ds[i, j] k[e, j]: put j first, then reduce over it
+    dq = (ds.transpose(1, 0, 2, 3)[:, None] * k.transpose(1, 0, 2, 3)[:, :, None]).sum(axis=0)
+    # dk[e, j] = sum_i ds[i, j] q[e, i]: put i first, then reduce over it
+    dk = (ds[:, None] * q.transpose(1, 0, 2, 3)[:, :, None]).sum(axis=0)
+    return dq, dk
+
+
+def softmax_forward(scores):
+    """Softmax over keys (axis 1).  scores [Tq, Tk, H, B] -> pattern [Tq, Tk, H, B]."""
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    pattern = exp / exp.sum(axis=1, keepdims=True)
+    return pattern, pattern
+
+
+def softmax_backward(dpattern, pattern):
+    """dpattern [Tq, Tk, H, B] -> dscores [Tq, Tk, H, B]."""
+    # pattern = exp(s) / sum_j exp(s_j)  =>  ds = p * (dp - sum_j dp_j p_j)
+    return pattern * (dpattern - (dpattern * pattern).sum(axis=1, keepdims=True))
+
+
+def weighted_sum_forward(pattern, v):
+    """z = pattern-weighted sum of values.
+
+    pattern [Tq, Tk, H, B], v [E, Tk, H, B] -> z [E, Tq, H, B].
+    """
+    # z[e, i] = sum_j pattern[i, j] v[e, j]: put j first, then reduce over it
+    z = (pattern.transpose(1, 0, 2, 3)[:, None] * v.transpose(1, 0, 2, 3)[:, :, None]).sum(axis=0)
+    return z, (pattern, v)
+
+
+def weighted_sum_backward(dz, saved):
+    """dz [E, Tq, H, B] -> (dpattern [Tq, Tk, H, B], dv [E, Tk, H, B])."""
+    pattern, v = saved
+    # z[e, i] = sum_j pattern[i, j] v[e, j]
+    dpattern = (dz[:, :, None] * v[:, None, :]).sum(axis=0)
+    dv = (pattern[:, None] * dz.transpose(1, 0, 2, 3)[:, :, None]).sum(axis=0)
+    return dpattern, dv
+
+
+def head_result_forward(z, W_O):
+    """Each head's output written into the residual space.
+
+    z [E, T, H, B], W_O [H, E, D] -> result [H, D, T, B].
+    """
+    E, T, H, B = z.shape
+    z_by_head = np.ascontiguousarray(z.transpose(2, 0, 1, 3)).reshape(H, E, T * B)
+    result = (W_O.transpose(0, 2, 1) @ z_by_head).reshape(H, -1, T, B)
+    return result, (z_by_head, W_O, z.shape)
+
+
+def head_result_backward(dresult, saved):
+    """dresult [H, D, T, B] -> (dz [E, T, H, B], dW_O [H, E, D])."""
+    z_by_head, W_O, (E, T, H, B) = saved
+    dresult = dresult.reshape(H, -1, T * B)
+    # result[h] = W_O[h]^T z[h]
+    dz_by_head = W_O @ dresult                                        # [H, E, TB]
+    dW_O = z_by_head @ dresult.transpose(0, 2, 1)                     # [H, E, D]
+    dz = dz_by_head.reshape(H, E, T, B).transpose(1, 2, 0, 3)
+    return np.ascontiguousarray(dz), dW_O
+
+
+# ---------------------------------------------------------------- loss
+
+
+def cross_entropy_forward(logits, targets):
+    """Mean cross-entropy over columns.  logits [V, M], targets [M] int -> (loss, saved)."""
+    shifted = logits - logits.max(axis=0)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=0))
+    columns = np.arange(targets.shape[0])
+    loss = -log_probs[targets, columns].mean()
+    return float(loss), (log_probs, targets)
+
+
+def cross_entropy_backward(saved):
+    """-> dlogits [V, M] for a loss of 1 (the mean over M columns)."""
+    log_probs, targets = saved
+    # loss = -mean_m log_softmax(logits)[target_m, m]
+    dlogits = np.exp(log_probs)
+    dlogits[targets, np.arange(targets.shape[0])] -= 1.0
+    return dlogits / targets.shape[0]
