@@ -30,6 +30,19 @@ def _positive_float(owner, field, value):
         _fail(owner, field, value, "must be a positive number")
 
 
+def config_from_dict(cls, data: dict):
+    """Rebuild any of the config dataclasses from its JSON dict (validated again)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown fields {unknown}; allowed: {sorted(known)}")
+    values = dict(data)
+    for f in dataclasses.fields(cls):   # JSON turns tuples into lists
+        if isinstance(values.get(f.name), list):
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
 class _Replaceable:
     def replace(self, **changes):
         """A copy with some fields changed (validated again)."""
@@ -40,15 +53,7 @@ class _Replaceable:
 
     @classmethod
     def from_dict(cls, data):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown fields {unknown}; allowed: {sorted(known)}")
-        values = dict(data)
-        for f in dataclasses.fields(cls):   # JSON turns tuples into lists
-            if isinstance(values.get(f.name), list):
-                values[f.name] = tuple(values[f.name])
-        return cls(**values)
+        return config_from_dict(cls, data)
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ class ModelConfig(_Replaceable):
     @classmethod
     def small(cls, **changes) -> "ModelConfig":
         """A reduced network for tests and quick lessons (2 layers x 2 heads, d_model 32)."""
-        return cls(**{"n_heads": 2, "d_model": 32, "d_head": 8, "d_feature": 64, **changes})
+        return cls(**{"n_heads": 2, "d_model": 32, "d_head": 8, **changes})
 
 
 @dataclass(frozen=True)
@@ -145,4 +150,22 @@ class TrainConfig(_Replaceable):
         return cls(**changes)
 
 
-__all__ = ["ModelConfig", "TrainConfig", "TaskConfig"]
+PRESETS = ("paper", "small")
+
+
+def preset(name: str) -> tuple[ModelConfig, TaskConfig, TrainConfig]:
+    """(model, task, train) configs of a named preset.
+
+    paper: Singh et al. 2024 (2 layers x 8 heads, d_model 64, lr 1e-5, 31,250 steps).
+    small: 2 layers x 2 heads, d_model 32, 10 training classes, lr 1e-3, 2,000 steps:
+           the plateau near ln 2 and the phase change in well under a minute.
+    """
+    if name == "paper":
+        return ModelConfig.paper(), TaskConfig.paper(), TrainConfig.paper()
+    if name == "small":
+        return (ModelConfig.small(), TaskConfig.small(),
+                TrainConfig(steps=2000, lr=1e-3, eval_every=50, checkpoint_every=500, log_every=500))
+    raise ValueError(f"preset = {name!r}; allowed: {PRESETS}")
+
+
+__all__ = ["ModelConfig", "TrainConfig", "TaskConfig", "config_from_dict", "preset", "PRESETS"]

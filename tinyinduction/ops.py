@@ -69,8 +69,9 @@ def embedding_backward(dy, saved):
 
 def layernorm_forward(x, w, b, eps=1e-5):
     """LayerNorm over the feature axis 0.  x [D, ...], w [D], b [D] -> y [D, ...]."""
-    centred = x - x.mean(axis=0)
-    rstd = 1.0 / np.sqrt((centred * centred).mean(axis=0) + eps)   # [...]
+    inv_d = 1.0 / x.shape[0]
+    centred = x - np.add.reduce(x, axis=0) * inv_d
+    rstd = 1.0 / np.sqrt(np.add.reduce(centred * centred, axis=0) * inv_d + eps)   # [...]
     xhat = centred * rstd
     expand = (slice(None),) + (None,) * (x.ndim - 1)
     y = xhat * w[expand] + b[expand]
@@ -80,13 +81,16 @@ def layernorm_forward(x, w, b, eps=1e-5):
 def layernorm_backward(dy, saved):
     """dy [D, ...] -> (dx [D, ...], dw [D], db [D])."""
     xhat, rstd, w, expand = saved
-    sum_axes = tuple(range(1, dy.ndim))
+    n_features = dy.shape[0]
     # y = xhat * w + b
-    dw = (dy * xhat).sum(axis=sum_axes)
-    db = dy.sum(axis=sum_axes)
+    dw = (dy * xhat).reshape(n_features, -1).sum(axis=1)
+    db = dy.reshape(n_features, -1).sum(axis=1)
     dxhat = dy * w[expand]
     # xhat = (x - mean(x)) * rstd(x): the standard three-term formula
-    dx = rstd * (dxhat - dxhat.mean(axis=0) - xhat * (dxhat * xhat).mean(axis=0))
+    inv_d = 1.0 / n_features
+    mean_dxhat = np.add.reduce(dxhat, axis=0) * inv_d
+    mean_dxhat_xhat = np.add.reduce(dxhat * xhat, axis=0) * inv_d
+    dx = (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) * rstd
     return dx, dw, db
 
 

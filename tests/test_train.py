@@ -1,0 +1,149 @@
+"""Training: the phase change itself, determinism, resume, Ctrl-C, divergence, the CLI."""
+import json
+import math
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from tinyinduction.clamp import Clamp
+from tinyinduction.cli import main
+from tinyinduction.config import preset
+from tinyinduction.train import TrainingDiverged, load_checkpoint, load_params, train
+
+LN2 = math.log(2)
+
+
+def quiet(*args):
+    pass
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    """The small preset, long enough to pass the phase change (~15 s)."""
+    model, task, train_config = preset("small")
+    return train(model, task, train_config.replace(steps=1800, log_every=0), log=quiet).history
+
+
+def test_small_run_has_a_plateau_near_ln2_then_drops(small_run):
+    steps = np.array(small_run["step"])
+    loss = np.array(small_run["eval/train/loss"])
+    acc = np.array(small_run["eval/train/acc"])
+    plateau = loss[(steps >= 300) & (steps <= 1000)]
+    # a plateau: the copy-a-random-context-label solution, loss ~ ln 2, accuracy ~ 1/2
+    assert abs(np.median(plateau) - LN2) < 0.1
+    assert np.all(np.abs(plateau - LN2) < 0.2)
+    assert abs(np.median(acc[(steps >= 300) & (steps <= 1000)]) - 0.5) < 0.1
+    # then the drop: the induction circuit solves the task
+    assert loss[-1] < 0.1 and acc[-1] > 0.95
+    # and the drop is abrupt: from the plateau to below 0.4 ln 2 within a few hundred steps
+    left_plateau = steps[np.argmax((steps > 300) & (loss < LN2 - 0.1))]
+    solved = steps[np.argmax(loss < 0.4 * LN2)]
+    assert 0 < solved - left_plateau <= 600
+
+
+def test_history_is_a_dict_of_equal_length_lists(small_run):
+    lengths = {len(values) for values in small_run.values()}
+    assert len(lengths) == 1
+    for key in ("step", "sequences", "train/loss", "train/acc"):
+        assert key in small_run
+    for name in ("train", "relabel", "heldout_classes", "other_exemplars"):
+        assert f"eval/{name}/loss" in small_run and f"eval/{name}/acc" in small_run
+    assert small_run["sequences"][-1] == small_run["step"][-1] * 32
+
+
+def _short(steps=60, **changes):
+    model, task, train_config = preset("small")
+    return model, task, train_config.replace(steps=steps, eval_every=20, checkpoint_every=40,
+                                             log_every=0, **changes)
+
+
+def test_same_seed_same_history_different_seed_different_history():
+    model, task, train_config = _short()
+    first = train(model, task, train_config, log=quiet)
+    second = train(model, task, train_config, log=quiet)
+    other = train(model, task, train_config.replace(seed=6), log=quiet)
+    hist = {k: v for k, v in first.history.items() if k != "wall_time"}
+    assert hist == {k: v for k, v in second.history.items() if k != "wall_time"}
+    assert hist["train/loss"] != other.history["train/loss"]
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    model, task, train_config = _short(steps=100)
+    full = train(model, task, train_config, out_dir=tmp_path / "full", log=quiet)
+    resumed = train(model, task, train_config, out_dir=tmp_path / "resumed",
+                    resume=tmp_path / "full" / "checkpoints" / "step_40.npz", log=quiet)
+    for key in full.history:
+        if key != "wall_time":
+            assert resumed.history[key] == full.history[key], key
+    for name, value in full.params.items():
+        np.testing.assert_array_equal(resumed.params[name], value)
+
+
+def test_run_directory_contents(tmp_path):
+    model, task, train_config = _short(steps=40)
+    train(model, task, train_config, out_dir=tmp_path, log=quiet)
+    configs = json.loads((tmp_path / "config.json").read_text())
+    assert configs["model"]["n_heads"] == model.n_heads and configs["train"]["steps"] == 40
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["step"] == [0, 20, 40]
+    params, loaded_config = load_params(tmp_path / "checkpoints" / "step_40.npz")
+    assert loaded_config == model and set(params) >= {"unembed.W_U", "blocks.1.attn.W_Q"}
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_ctrl_c_stops_between_steps_and_saves(tmp_path):
+    model, task, train_config = _short(steps=200)
+    train_config = train_config.replace(log_every=30)
+    lines = []
+
+    def log_then_interrupt(line):
+        lines.append(line)
+        os.kill(os.getpid(), signal.SIGINT)   # as if the user pressed Ctrl-C now
+
+    result = train(model, task, train_config, out_dir=tmp_path, log=log_then_interrupt)
+    assert result.interrupted
+    assert (tmp_path / "checkpoints" / "step_30.npz").exists()
+    assert "interrupted at step 30" in lines[-1]
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "step_30.npz")
+    assert ckpt["history"]["step"][-1] == 20
+
+
+def test_non_finite_loss_stops_with_the_step_named(tmp_path):
+    model, task, train_config = _short(steps=50)
+    poison = Clamp("hook_logits", np.nan, np.s_[:, -1, 0])
+    with pytest.raises(TrainingDiverged, match="at step 1"):
+        train(model, task, train_config, out_dir=tmp_path, clamps=[poison], log=quiet)
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="not a readable"):
+        load_checkpoint(bad)
+    with pytest.raises(ValueError, match="no such file"):
+        load_checkpoint(tmp_path / "missing.npz")
+
+
+def test_cli_train_writes_the_contract(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "small", "--seed", "3", "--steps", "20", "--eval-every", "10",
+                 "--out", str(out)])
+    assert code == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history["step"] == [0, 10, 20]
+    assert (out / "checkpoints" / "step_20.npz").exists()
+    assert json.loads((out / "config.json").read_text())["train"]["seed"] == 3
+
+
+def test_cli_bad_input_is_one_line(capsys):
+    assert main(["train", "--preset", "small", "--steps", "0", "--out", "unused"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "steps" in err and "0" in err
+
+
+def test_cli_bench_json(capsys):
+    assert main(["bench", "--preset", "small", "--repeats", "5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ms_per_step"] > 0 and result["repeats"] == 5

@@ -1,0 +1,66 @@
+"""The demo: a full phase-change run on the built-in features, a figure and a summary."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .model import run_with_cache
+from .phases import PAPER_THRESHOLD, describe_history
+from .plots import demo_figure
+from .tasks.fewshot import FewShotTask
+from .train import train
+
+# Singh et al. 2024, seed 5, Omniglot/ResNet18 features (shared/research/singh2024.md)
+PAPER_PHASE_CHANGE_STEPS = (5_600, 11_000)
+PAPER_PLATEAU_LOSS = 0.72
+
+
+def mean_patterns(params, model_config, batch) -> np.ndarray:
+    """Every layer's attention patterns averaged over a batch: [L, H, Tq, Tk]."""
+    cache = run_with_cache(params, model_config, batch)
+    return np.stack([cache["pattern", layer].mean(axis=0) for layer in range(model_config.n_layers)])
+
+
+def summarise(history, wall_seconds) -> dict:
+    """Plateau level, phase-change step (paper convention), final losses and accuracies."""
+    phase = describe_history(history, loss_key="eval/train/loss", threshold=PAPER_THRESHOLD,
+                             interpolate=False)
+    final = {key: values[-1] for key, values in history.items() if key.startswith(("eval/", "train/"))}
+    return {"phase": phase, "final": final, "wall_seconds": wall_seconds}
+
+
+def run_demo(model_config, task_config, train_config, out_dir: Path, figure: Path) -> int:
+    print(f"tinyinduction demo: {model_config.n_layers} layers x {model_config.n_heads} heads, "
+          f"{train_config.steps:,} steps of {train_config.batch_size} sequences "
+          f"(seed {train_config.seed}), built-in stand-in features; run directory {out_dir}")
+    task = FewShotTask(task_config)
+    started = time.perf_counter()
+    result = train(model_config, task_config, train_config, out_dir=out_dir, task=task)
+    wall = time.perf_counter() - started
+    summary = summarise(result.history, wall)
+    phase, final = summary["phase"], summary["final"]
+    patterns = mean_patterns(result.params, model_config, task.eval_sets()["train"])
+    demo_figure(result.history, patterns, phase, figure, task.n_context_pairs,
+                title=f"Few-shot task, paper network, seed {train_config.seed} "
+                      f"(built-in stand-in features, not Omniglot)")
+    change = phase.transition_time
+    print()
+    print("summary")
+    print(f"  plateau loss          {phase.plateau_level:.3f}  (ln 2 = {math.log(2):.3f}; "
+          f"paper ~{PAPER_PLATEAU_LOSS})")
+    if change is None:
+        print("  phase change          not reached (train-set loss never fell below 0.4 ln 2)")
+    else:
+        print(f"  phase change          step {change:,.0f} = {change * train_config.batch_size / 1e6:.2f}M "
+              f"sequences (first evaluation with loss < 0.4 ln 2; paper, seed 5, Omniglot "
+              f"features: ~{PAPER_PHASE_CHANGE_STEPS[0]:,}-{PAPER_PHASE_CHANGE_STEPS[1]:,} steps)")
+    print(f"  final training loss   {final['train/loss']:.4f}, accuracy {final['train/acc']:.3f}")
+    for name in ("train", "relabel", "heldout_classes", "other_exemplars"):
+        print(f"  eval {name:<17s} loss {final[f'eval/{name}/loss']:.4f}  "
+              f"accuracy {final[f'eval/{name}/acc']:.3f}")
+    print(f"  wall time             {wall:.1f} s")
+    print(f"  figure                {figure}")
+    return 130 if result.interrupted else 0
