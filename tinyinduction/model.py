@@ -355,10 +355,13 @@ def _layer_backward(bw: _Backward, layer, d_resid_post, grads):
     d_resid_post = bw.site(b + "hook_resid_post", d_resid_post, "resid")
     # resid_post = resid_pre + attn_out
     d_attn_out = bw.site(b + "hook_attn_out", d_resid_post, "resid")
-    # attn_out = sum over heads of result
-    d_result = bw.site(b + "attn.hook_result",
-                       np.broadcast_to(d_attn_out, (c.n_heads,) + d_attn_out.shape), "result")
-    dz, grads[b + "attn.W_O"] = ops.head_result_backward(d_result, saved["result"])
+    # attn_out = sum over heads of result: every head's result gets d_attn_out
+    if b + "attn.hook_result" in run.masks or bw.record:
+        d_result = bw.site(b + "attn.hook_result",
+                           np.broadcast_to(d_attn_out, (c.n_heads,) + d_attn_out.shape), "result")
+        dz, grads[b + "attn.W_O"] = ops.head_result_backward(d_result, saved["result"])
+    else:   # nothing to stop or record at the result: skip the [H, D, T, B] copy
+        dz, grads[b + "attn.W_O"] = ops.head_result_backward_shared(d_attn_out, saved["result"])
     dz = bw.site(b + "attn.hook_z", dz, "head_vec")
     d_pattern, dv = ops.weighted_sum_backward(dz, saved["mix"])
     d_pattern = bw.site(b + "attn.hook_pattern", d_pattern, "pattern")

@@ -104,8 +104,11 @@ def qkv_forward(x, W_Q, W_K, W_V):
     """
     D, T, B = x.shape
     H, _, E = W_Q.shape
-    # rows ordered (which, e, h) so that one transpose puts T before H
-    W_all = np.stack([W_Q, W_K, W_V]).transpose(0, 3, 1, 2).reshape(3 * E * H, D)
+    # rows ordered (which, e, h), so that one transpose of the output puts T before H
+    W_all = np.empty((3, E, H, D), dtype=W_Q.dtype)
+    for i, W in enumerate((W_Q, W_K, W_V)):
+        W_all[i] = W.transpose(2, 0, 1)
+    W_all = W_all.reshape(3 * E * H, D)
     qkv = (W_all @ x.reshape(D, T * B)).reshape(3, E, H, T, B)
     qkv = np.ascontiguousarray(qkv.transpose(0, 1, 3, 2, 4))       # [3, E, T, H, B]
     return (qkv[0], qkv[1], qkv[2]), (x, W_all, H)
@@ -117,7 +120,10 @@ def qkv_backward(dq, dk, dv, saved):
     D, T, B = x.shape
     E = dq.shape[0]
     # qkv = transpose(W_all @ x)
-    dqkv = np.stack([dq, dk, dv]).transpose(0, 1, 3, 2, 4).reshape(3 * E * H, T * B)
+    dqkv = np.empty((3, E, H, T, B), dtype=dq.dtype)
+    for i, d in enumerate((dq, dk, dv)):
+        dqkv[i] = d.transpose(0, 2, 1, 3)
+    dqkv = dqkv.reshape(3 * E * H, T * B)
     dx = (W_all.T @ dqkv).reshape(D, T, B)
     dW_all = (dqkv @ x.reshape(D, T * B).T).reshape(3, E, H, D).transpose(0, 2, 3, 1)
     return dx, dW_all[0], dW_all[1], dW_all[2]
@@ -167,8 +173,9 @@ def attention_scores_forward(q, k, scale, causal_mask):
     -> scores [Tq, Tk, H, B].
     """
     # scores[i, j] = scale * sum_e q[e, i] k[e, j]  (reduce over the outer axis e)
-    scores = (q[:, :, None] * k[:, None, :]).sum(axis=0) * scale
-    scores = np.where(causal_mask[:, :, None, None], scores, -np.inf)
+    scores = (q[:, :, None] * k[:, None, :]).sum(axis=0)
+    scores *= scale
+    scores[~causal_mask] = -np.inf
     return scores, (q, k, scale, causal_mask)
 
 
@@ -176,7 +183,8 @@ def attention_scores_backward(dscores, saved):
     """dscores [Tq, Tk, H, B] -> (dq [E, Tq, H, B], dk [E, Tk, H, B])."""
     q, k, scale, causal_mask = saved
     # masked entries are constants (-inf): no gradient flows through them
-    ds = np.where(causal_mask[:, :, None, None], dscores, 0.0) * scale
+    ds = dscores * scale
+    ds[~causal_mask] = 0.0
     # scores[i, j] = scale * sum_e q[e, i] k[e, j]
     # dq[e, i] = sum_j ds[i, j] k[e, j]: put j first, then reduce over it
     dq = (ds.transpose(1, 0, 2, 3)[:, None] * k.transpose(1, 0, 2, 3)[:, :, None]).sum(axis=0)
@@ -236,6 +244,23 @@ def head_result_backward(dresult, saved):
     # result[h] = W_O[h]^T z[h]
     dz_by_head = W_O @ dresult                                        # [H, E, TB]
     dW_O = z_by_head @ dresult.transpose(0, 2, 1)                     # [H, E, D]
+    dz = dz_by_head.reshape(H, E, T, B).transpose(1, 2, 0, 3)
+    return np.ascontiguousarray(dz), dW_O
+
+
+def head_result_backward_shared(d_attn_out, saved):
+    """head_result_backward when every head gets the same gradient d_attn_out [D, T, B]
+    (attn_out = sum over heads of result, nothing clamped in between).
+
+    Same maths as head_result_backward(broadcast(d_attn_out)), but two matmuls over all
+    heads at once instead of building an [H, D, T, B] copy of the gradient.
+    """
+    z_by_head, W_O, (E, T, H, B) = saved
+    D = W_O.shape[2]
+    d_out = d_attn_out.reshape(D, T * B)
+    # result[h] = W_O[h]^T z[h], with dresult[h] = d_out for every h
+    dz_by_head = W_O.reshape(H * E, D) @ d_out                       # [HE, TB]
+    dW_O = (z_by_head.reshape(H * E, T * B) @ d_out.T).reshape(H, E, D)
     dz = dz_by_head.reshape(H, E, T, B).transpose(1, 2, 0, 3)
     return np.ascontiguousarray(dz), dW_O
 

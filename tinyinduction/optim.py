@@ -35,19 +35,30 @@ class Adam:
         self.m = np.zeros(n_params, dtype=dtype)   # first moment [P]
         self.v = np.zeros(n_params, dtype=dtype)   # second moment [P]
         self.t = 0
+        self._scratch = np.zeros(n_params, dtype=dtype)   # reused: no allocation per step
 
     def step(self, flat_params: np.ndarray, flat_grads: np.ndarray):
         """Update flat_params in place from flat_grads [P]."""
         self.t += 1
         b1, b2 = self.beta1, self.beta2
+        scratch = self._scratch
+        # m = b1 m + (1 - b1) g
+        np.multiply(flat_grads, 1 - b1, out=scratch)
         self.m *= b1
-        self.m += (1 - b1) * flat_grads
+        self.m += scratch
+        # v = b2 v + (1 - b2) g^2
+        np.multiply(flat_grads, flat_grads, out=scratch)
+        scratch *= 1 - b2
         self.v *= b2
-        self.v += (1 - b2) * flat_grads * flat_grads
-        # lr * m_hat / (sqrt(v_hat) + eps), with both corrections folded into scalars
+        self.v += scratch
+        # p -= lr m_hat / (sqrt(v_hat) + eps), both corrections folded into two scalars
         correction = np.sqrt(1 - b2 ** self.t)
         step_size = self.lr * correction / (1 - b1 ** self.t)
-        flat_params -= step_size * self.m / (np.sqrt(self.v) + self.eps * correction)
+        np.sqrt(self.v, out=scratch)
+        scratch += self.eps * correction
+        np.divide(self.m, scratch, out=scratch)
+        scratch *= step_size
+        flat_params -= scratch
 
     def state(self) -> dict:
         return {"adam.m": self.m, "adam.v": self.v, "adam.t": np.array(self.t)}
