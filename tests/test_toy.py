@@ -12,7 +12,7 @@ from tinyinduction.phases import describe_phase_change
 
 s_values = st.floats(0.3, 3.0)
 tau_values = st.floats(0.2, 5.0)
-w0_fractions = st.floats(0.02, 0.6)  # w0 as a fraction of the target factor s^(1/D)
+w0_fractions = st.floats(0.02, 0.5)  # w0 as a fraction of s^(1/D): below the transition level 0.6 s
 
 
 # ------------------------------------------------------------------ closed forms
@@ -180,11 +180,22 @@ def test_vector_model_reduces_to_scalar_under_aligned_init(seed, scales):
     loss_scalar = 0.5 * (eq["s"] - W.prod(axis=1)) ** 2 / n ** 3
     # (the inner-product loss has a rounding floor of ~1e-15 once the loss is ~0)
     np.testing.assert_allclose(history["loss"], loss_scalar, rtol=1e-7, atol=1e-12)
-    # and its flow limit, with time counted in steps, has tau = N^3 / lr
-    t = np.arange(0, steps + 1, 50, dtype=float)
+
+
+@pytest.mark.parametrize("lr", [0.5, 0.25])
+def test_aligned_vector_model_follows_flow_with_tau_n3_over_lr(lr):
+    # flow limit, time counted in steps: tau dw/dt = -dL/dw with tau = N^3 / lr
+    n, scales = 20, (0.08, 0.1, 0.12)
+    truth = toy.random_factors(n, 7)
+    init = {k: scale * truth[k] for k, scale in zip(toy.FACTOR_NAMES, scales)}
+    eq = toy.aligned_scalar_equivalent(scales, truth, lr)
+    steps = int(1.5 * toy.simulated_time_to_fraction(eq["w0"], eq["s"], eq["tau"], 0.6))
+    history = toy.train_vector_model(truth, init, lr, steps)
+    t = np.arange(steps + 1, dtype=float)
     u_flow = toy.simulate_flow(t, eq["w0"], eq["s"], eq["tau"]).prod(axis=1)
-    # (GD with lr 1 is an Euler step of 1/8000 tau: a few % off during the steep drop)
-    np.testing.assert_allclose(W[::50].prod(axis=1) / eq["s"], u_flow / eq["s"], atol=0.05)
+    loss_flow = 0.5 * (eq["s"] - u_flow) ** 2 / n ** 3
+    gap = np.max(np.abs(np.array(history["loss"]) - loss_flow)) / history["loss"][0]
+    assert gap < 0.06 * lr  # Euler error, proportional to lr (measured ~0.037 lr)
 
 
 def test_vector_clamps_shorten_plateau_and_hold_truth():
