@@ -11,7 +11,7 @@ What it teaches
     the factors, and fit the toy to the network's own loss curve.
 
 How long it runs
-    About 5-10 seconds on a 2-core laptop.
+    About 10-20 seconds on a 2-core laptop.
 
 What it prints
     The closed-form vs solve_ivp error, plateau lengths and transition times with 0, 1,
