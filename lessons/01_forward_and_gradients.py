@@ -68,7 +68,7 @@ print("head 2 untouched:", np.allclose(clamped["pattern", 0][:, 2], cache["patte
 print("layer 1 changed downstream:",
       not np.allclose(clamped["pattern", 1], cache["pattern", 1]))
 
-fig, axes = plt.subplots(2, config.n_heads, figsize=(12, 3.4))
+fig, axes = plt.subplots(2, config.n_heads, figsize=(12, 4.2))
 names = fewshot_token_names(task.n_context_pairs)
 plot_patterns(axes[0], cache["pattern", 0].mean(axis=0), names, "L0 ")
 plot_patterns(axes[1], clamped["pattern", 0].mean(axis=0), names, "clamped L0 ")
@@ -107,8 +107,10 @@ print(f"loss {loss:.4f}; {len(analytic)} gradient entries checked; worst relativ
 
 fig, ax = plt.subplots(figsize=(4.2, 4))
 ax.scatter(numeric, analytic, s=10)
-lim = max(np.abs(numeric).max(), np.abs(analytic).max()) * 1.1
+lim = max(np.abs(numeric).max(), np.abs(analytic).max()) * 1.5
 ax.plot([-lim, lim], [-lim, lim], color="grey", lw=0.8)
+ax.set_xscale("symlog", linthresh=1e-4)   # gradients span several orders of magnitude
+ax.set_yscale("symlog", linthresh=1e-4)
 ax.set_xlabel("finite-difference estimate")
 ax.set_ylabel("hand-written backward")
 ax.set_title(f"gradient check: worst relative error {worst:.0e}", fontsize=9)

@@ -23,6 +23,7 @@ import numpy as np
 
 from tinyinduction.config import preset
 from tinyinduction.measures import induction_strength, label_previous_token_score
+from tinyinduction.demo import mean_patterns
 from tinyinduction.model import run_with_cache
 from tinyinduction.phases import PAPER_THRESHOLD, describe_history
 from tinyinduction.plots import fewshot_token_names, plot_loss_history, plot_patterns
@@ -83,15 +84,16 @@ print("final induction strength per layer-1 head:", strength[-1].round(2))
 # %%
 plateau_step = int(round(phase.plateau_end / 100) * 100) - 100 if phase.plateau_end else 500
 names = fewshot_token_names(task.n_context_pairs)
-fig, axes = plt.subplots(2, 2 * model_config.n_heads, figsize=(10, 3.2))
+fig, axes = plt.subplots(2, 2 * model_config.n_heads, figsize=(8, 4.4))
 for row, step in enumerate((max(plateau_step, 100), train_config.steps)):
     params, _ = load_params(RUN / "checkpoints" / f"step_{step}.npz")
-    cache = run_with_cache(params, model_config, eval_batch)
+    patterns = mean_patterns(params, model_config, eval_batch, query_pair=0)   # [L, H, T, T]
     for layer in range(2):
         heads = axes[row, layer * model_config.n_heads:(layer + 1) * model_config.n_heads]
-        plot_patterns(heads, cache["pattern", layer].mean(axis=0), names, f"step {step} L{layer} ")
-fig.suptitle("mean attention patterns (rows: query, columns: key): on the plateau (top), "
-             "after the phase change (bottom)", fontsize=9)
+        plot_patterns(heads, patterns[layer], names, f"step {step} L{layer} ")
+fig.suptitle("attention (rows: query, columns: key), mean over sequences whose query matches x1:\n"
+             "on the plateau (top) and after the phase change (bottom), where the query row of an "
+             "induction head points at l1", fontsize=8)
 fig.tight_layout()
 fig.savefig(FIGURES / "02_patterns_before_after.png", dpi=110)
 plt.close(fig)

@@ -18,10 +18,14 @@ PAPER_PHASE_CHANGE_STEPS = (5_600, 11_000)
 PAPER_PLATEAU_LOSS = 0.72
 
 
-def mean_patterns(params, model_config, batch) -> np.ndarray:
-    """Every layer's attention patterns averaged over a batch: [L, H, Tq, Tk]."""
+def mean_patterns(params, model_config, batch, query_pair=0) -> np.ndarray:
+    """Every layer's attention patterns [L, H, Tq, Tk], averaged over the sequences whose
+    query matches context pair `query_pair` (so an induction head's query row points at
+    that pair's label instead of being smeared over both)."""
     cache = run_with_cache(params, model_config, batch)
-    return np.stack([cache["pattern", layer].mean(axis=0) for layer in range(model_config.n_layers)])
+    chosen = np.asarray(batch.query_pair) == query_pair
+    return np.stack([cache["pattern", layer][chosen].mean(axis=0)
+                     for layer in range(model_config.n_layers)])
 
 
 def summarise(history, wall_seconds) -> dict:

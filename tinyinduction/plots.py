@@ -62,7 +62,7 @@ def plot_patterns(axes, patterns, token_names, title_prefix=""):
 def demo_figure(history, mean_patterns, phase, path, n_context_pairs=2, title=""):
     """Loss curves (top) and every head's mean attention pattern at the end (bottom rows).
 
-    mean_patterns [L, H, Tq, Tk]: mean over the fixed train set.
+    mean_patterns [L, H, Tq, Tk]: mean over train-set sequences whose query matches x1.
     """
     n_layers, n_heads = mean_patterns.shape[:2]
     fig = plt.figure(figsize=(max(10, 1.3 * n_heads), 4.2 + 1.5 * n_layers))
@@ -76,8 +76,9 @@ def demo_figure(history, mean_patterns, phase, path, n_context_pairs=2, title=""
         axes = [fig.add_subplot(grid[1 + layer, h]) for h in range(n_heads)]
         plot_patterns(axes, mean_patterns[layer], names, title_prefix=f"L{layer} ")
         axes[0].set_ylabel(f"layer {layer}\nquery", fontsize=8)
-    fig.text(0.5, 0.01, "attention patterns at the end of training (rows: query, columns: key; "
-             "mean over the fixed train set)", ha="center", fontsize=8)
+    fig.text(0.5, 0.01, "attention patterns at the end of training (rows: query, columns: key; mean "
+             "over the train-set sequences whose query matches x1, so the answer is l1)",
+             ha="center", fontsize=8)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
