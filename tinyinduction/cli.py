@@ -47,7 +47,9 @@ def cmd_train(args) -> int:
     model, task, train_config = _train_configs(args)
     print(f"training {args.preset}: {train_config.steps} steps, seed {train_config.seed}, "
           f"writing to {args.out}")
+    started = time.perf_counter()
     result = train(model, task, train_config, out_dir=args.out, resume=args.resume)
+    print(f"done in {time.perf_counter() - started:.1f} s; history in {Path(args.out) / 'history.json'}")
     return 130 if result.interrupted else 0
 
 
@@ -104,7 +106,6 @@ def main(argv=None) -> int:
         from .toy import run_cli
         return run_cli(argv[1:])
     args = build_parser().parse_args(argv)
-    started = time.perf_counter()
     try:
         return args.func(args)
     except ValueError as error:              # bad input: one line, no traceback
@@ -113,6 +114,3 @@ def main(argv=None) -> int:
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
-    finally:
-        if args.command in ("train",):
-            print(f"done in {time.perf_counter() - started:.1f} s")

@@ -126,7 +126,7 @@ class TrainConfig(_Replaceable):
     beta1: float = 0.9
     beta2: float = 0.999
     adam_eps: float = 1e-8
-    eval_every: int = 250           # steps between evaluations (dense enough for the drop)
+    eval_every: int = 500           # steps between evaluations (~16 points across the drop)
     checkpoint_every: int = 2500    # steps between checkpoints (the last step is always saved)
     log_every: int = 1000           # steps between progress lines (0 = silent)
 
