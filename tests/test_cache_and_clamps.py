@@ -577,18 +577,25 @@ def test_fewshot_batch_longer_than_learned_position_table():
         assert run_with_cache(ok.params, ok.config, ok.batch)["hook_logits"].shape == (3, 7, 4)
 
 
-def test_BUG_clamp_value_that_only_broadcasts_with_the_site_is_rejected():
-    """KNOWN BUG (tinyinduction/clamp.py, Clamp.resolve_value): the check is
-    np.broadcast_shapes(value.shape, shape), i.e. "value and site broadcast together",
-    not "value broadcasts TO the site's shape". A value with a larger or extra axis
-    passes, and np.where(mask, value, array) then silently grows the array: with a batch
-    of 1, a [2, 1, T, T] pattern value doubles the batch of every downstream array
-    (run_with_cache returns logits [2, T, V]); an extra leading axis fails later with
-    numpy's "axes don't match array" instead of a message naming the expected shape.
-    The value must be rejected up front with the site's shape in the message."""
+def test_clamp_value_that_only_broadcasts_with_the_site_is_rejected():
+    """A value must broadcast *to* the site's shape, not merely with it: a [2, 1, T, T]
+    pattern for a batch of 1 would otherwise grow every downstream array."""
     case = make_case(18, n_batch=1, n_positions=3, n_heads=2)
     site_shape = r"\(1, 2, 3, 3\)"
     for value in (np.full((2, 1, 3, 3), 1 / 3), np.full((1, 1, 2, 3, 3), 1 / 3)):
         with pytest.raises(ValueError, match=site_shape):
             run_with_cache(case.params, case.config, case.batch,
                            [Clamp("blocks.0.attn.hook_pattern", value)])
+
+
+def test_token_targets_and_numpy_layer_keys():
+    config = ModelConfig(n_layers=1, n_heads=2, d_model=4, d_head=2, input_kind="tokens",
+                         d_vocab=5, dtype="float64")
+    params = init_params(config, 0)
+    tokens = np.array([[1, 2, 3]])
+    with pytest.raises(ValueError, match="batch.targets"):
+        loss_and_grads(params, config, TokenBatch(tokens, np.array([[-1, 2, 7]])))
+    with pytest.raises(ValueError, match="batch.targets"):
+        loss_and_grads(params, config, TokenBatch(tokens, np.array([2, 3])))
+    cache = run_with_cache(params, config, TokenBatch(tokens, np.array([[-1, 2, 3]])))
+    assert cache["pattern", np.int64(0)] is cache["pattern", 0]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
+import numpy as np
+
 # shorthand -> full-name template ({l} = layer)
 SHORTHANDS = {
     "embed": "hook_embed",
@@ -39,9 +41,9 @@ SHORTHANDS = {
 def full_name(key) -> str:
     """A full cache name from a full name, a shorthand, or (shorthand, layer)."""
     if isinstance(key, tuple):
-        if len(key) != 2 or not isinstance(key[1], int):
+        if len(key) != 2 or not isinstance(key[1], (int, np.integer)):
             raise KeyError(f"cache key {key!r}: expected (shorthand, layer), e.g. ('pattern', 1)")
-        short, layer = key
+        short, layer = key[0], int(key[1])
         suffix = ""
         if short.endswith("_grad") and short not in SHORTHANDS:
             short, suffix = short[: -len("_grad")], "_grad"

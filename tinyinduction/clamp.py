@@ -64,8 +64,8 @@ class Clamp:
         """The replacement value, checked to broadcast to `shape`."""
         value = self.value(batch, cache) if callable(self.value) else self.value
         value = np.asarray(value, dtype=dtype)
-        try:
-            np.broadcast_shapes(value.shape, tuple(shape))
+        try:   # must broadcast *to* the site's shape, not merely with it
+            np.broadcast_to(value, tuple(shape))
         except ValueError:
             raise ValueError(
                 f"clamp on {self.name}: value shape {value.shape} does not broadcast to the "

@@ -171,9 +171,12 @@ def _check_batch(config: ModelConfig, batch):
     else:
         if not isinstance(batch, TokenBatch):
             raise ValueError("token models take a TokenBatch(tokens [B, T], targets [B, T])")
-        tokens = np.asarray(batch.tokens)
+        tokens, targets = np.asarray(batch.tokens), np.asarray(batch.targets)
         if tokens.ndim != 2 or tokens.min() < 0 or tokens.max() >= config.d_vocab:
             raise ValueError(f"batch.tokens must be [B, T] ints in [0, {config.d_vocab})")
+        if targets.shape != tokens.shape or targets.min() < -1 or targets.max() >= config.d_vocab:
+            raise ValueError(f"batch.targets must be [B, T] = {tokens.shape} ints in "
+                             f"[-1, {config.d_vocab}) (-1 = no loss at that position)")
         n_positions = tokens.shape[1]
     if config.positional == "learned" and n_positions > config.n_ctx:
         raise ValueError(f"sequence length {n_positions} is longer than the learned position "

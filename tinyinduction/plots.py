@@ -67,7 +67,7 @@ def demo_figure(history, mean_patterns, phase, path, n_context_pairs=2, title=""
     n_layers, n_heads = mean_patterns.shape[:2]
     fig = plt.figure(figsize=(max(10, 1.3 * n_heads), 4.2 + 1.5 * n_layers))
     grid = fig.add_gridspec(1 + n_layers, n_heads, height_ratios=[3.2] + [1.2] * n_layers,
-                            hspace=0.55)
+                            hspace=0.45)
     ax = fig.add_subplot(grid[0, :])
     plot_loss_history(ax, history, phase)
     ax.set_title(title, fontsize=10)
