@@ -84,7 +84,7 @@ print("final induction strength per layer-1 head:", strength[-1].round(2))
 # %%
 plateau_step = int(round(phase.plateau_end / 100) * 100) - 100 if phase.plateau_end else 500
 names = fewshot_token_names(task.n_context_pairs)
-fig, axes = plt.subplots(2, 2 * model_config.n_heads, figsize=(8, 4.4))
+fig, axes = plt.subplots(2, 2 * model_config.n_heads, figsize=(8, 5.4))
 for row, step in enumerate((max(plateau_step, 100), train_config.steps)):
     params, _ = load_params(RUN / "checkpoints" / f"step_{step}.npz")
     patterns = mean_patterns(params, model_config, eval_batch, query_pair=0)   # [L, H, T, T]
@@ -94,6 +94,6 @@ for row, step in enumerate((max(plateau_step, 100), train_config.steps)):
 fig.suptitle("attention (rows: query, columns: key), mean over sequences whose query matches x1:\n"
              "on the plateau (top) and after the phase change (bottom), where the query row of an "
              "induction head points at l1", fontsize=8)
-fig.tight_layout()
+fig.tight_layout(rect=(0, 0, 1, 0.93), h_pad=2.0)
 fig.savefig(FIGURES / "02_patterns_before_after.png", dpi=110)
 plt.close(fig)
