@@ -33,5 +33,33 @@ def bench_training_step(model_config, task_config, train_config, n_steps=500) ->
             times.append(time.perf_counter() - start)
     times_ms = np.array(times) * 1e3
     return {"ms_per_step": float(np.median(times_ms)), "ms_min": float(times_ms.min()),
+            "ms_matmuls_only": bench_matmuls_only(model_config, train_config.batch_size, n_steps),
             "repeats": n_steps, "batch_size": train_config.batch_size,
             "n_params": int(flat.size), "dtype": model_config.dtype}
+
+
+def bench_matmuls_only(config, batch_size, n_steps=500) -> float:
+    """Median ms of just the matrix products one training step does (few-shot input):
+    a floor for any implementation that keeps them as BLAS calls."""
+    c, rng = config, np.random.default_rng(0)
+    dtype = np.dtype(c.dtype)
+    n_items, n_cols = 3, batch_size * 5                       # exemplars; T * B columns
+    def rand(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+    exemplars, W_x, d_ex = rand(batch_size * n_items, c.d_feature), rand(c.d_feature, c.d_model), \
+        rand(c.d_model, batch_size * n_items)
+    W_qkv, x, d_qkv = rand(3 * c.n_heads * c.d_head, c.d_model), rand(c.d_model, n_cols), \
+        rand(3 * c.n_heads * c.d_head, n_cols)
+    W_O, z, d_out = rand(c.n_heads, c.d_model, c.d_head), rand(c.n_heads, c.d_head, n_cols), \
+        rand(c.d_model, n_cols)
+    W_O_flat, z_flat = W_O.reshape(-1, c.d_model), z.reshape(-1, n_cols)
+    times = []
+    for i in range(WARMUP_STEPS + n_steps):
+        start = time.perf_counter()
+        W_x.T @ exemplars.T, exemplars.T @ d_ex.T               # exemplar embedding, its dW
+        for _ in range(c.n_layers):
+            W_qkv @ x, W_qkv.T @ d_qkv, d_qkv @ x.T             # Q/K/V: forward, dx, dW
+            W_O @ z, W_O_flat @ d_out, z_flat @ d_out.T         # per-head result: forward, dz, dW_O
+        if i >= WARMUP_STEPS:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
