@@ -147,3 +147,16 @@ def test_cli_bench_json(capsys):
     assert main(["bench", "--preset", "small", "--repeats", "5", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["ms_per_step"] > 0 and result["repeats"] == 5
+
+
+def test_cli_demo_small_preset_reports_the_phase_change(tmp_path, capsys):
+    figure = tmp_path / "demo.png"
+    code = main(["demo", "--preset", "small", "--log-every", "0", "--out", str(tmp_path / "run"),
+                 "--figure", str(figure)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "phase change          step" in out and "not reached" not in out
+    plateau = float(out.split("plateau loss")[1].split()[0])
+    assert abs(plateau - LN2) < 0.1
+    assert figure.stat().st_size > 10_000
+    assert json.loads((tmp_path / "run" / "history.json").read_text())["step"][-1] == 2000

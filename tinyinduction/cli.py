@@ -56,7 +56,7 @@ def cmd_train(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
     model, task, train_config = _train_configs(args)
-    return run_demo(model, task, train_config, Path(args.out), Path(args.figure))
+    return run_demo(model, task, train_config, Path(args.out), Path(args.figure), args.preset)
 
 
 def cmd_bench(args) -> int:

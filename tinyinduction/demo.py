@@ -36,7 +36,10 @@ def summarise(history, wall_seconds) -> dict:
     return {"phase": phase, "final": final, "wall_seconds": wall_seconds}
 
 
-def run_demo(model_config, task_config, train_config, out_dir: Path, figure: Path) -> int:
+def run_demo(model_config, task_config, train_config, out_dir: Path, figure: Path,
+             preset_name: str = "paper") -> int:
+    """Train, print a summary (next to the paper's numbers for the paper preset), draw."""
+    paper = preset_name == "paper"
     print(f"tinyinduction demo: {model_config.n_layers} layers x {model_config.n_heads} heads, "
           f"{train_config.steps:,} steps of {train_config.batch_size} sequences "
           f"(seed {train_config.seed}), built-in stand-in features; run directory {out_dir}")
@@ -48,19 +51,20 @@ def run_demo(model_config, task_config, train_config, out_dir: Path, figure: Pat
     phase, final = summary["phase"], summary["final"]
     patterns = mean_patterns(result.params, model_config, task.eval_sets()["train"])
     demo_figure(result.history, patterns, phase, figure, task.n_context_pairs,
-                title=f"Few-shot task, paper network, seed {train_config.seed} "
+                title=f"Few-shot task, {preset_name} preset, seed {train_config.seed} "
                       f"(built-in stand-in features, not Omniglot)")
     change = phase.transition_time
     print()
     print("summary")
-    print(f"  plateau loss          {phase.plateau_level:.3f}  (ln 2 = {math.log(2):.3f}; "
-          f"paper ~{PAPER_PLATEAU_LOSS})")
+    print(f"  plateau loss          {phase.plateau_level:.3f}  (ln 2 = {math.log(2):.3f}"
+          + (f"; paper ~{PAPER_PLATEAU_LOSS})" if paper else ")"))
     if change is None:
         print("  phase change          not reached (train-set loss never fell below 0.4 ln 2)")
     else:
         print(f"  phase change          step {change:,.0f} = {change * train_config.batch_size / 1e6:.2f}M "
-              f"sequences (first evaluation with loss < 0.4 ln 2; paper, seed 5, Omniglot "
-              f"features: ~{PAPER_PHASE_CHANGE_STEPS[0]:,}-{PAPER_PHASE_CHANGE_STEPS[1]:,} steps)")
+              f"sequences (first evaluation with loss < 0.4 ln 2"
+              + (f"; paper, seed 5, Omniglot features: ~{PAPER_PHASE_CHANGE_STEPS[0]:,}-"
+                 f"{PAPER_PHASE_CHANGE_STEPS[1]:,} steps)" if paper else ")"))
     print(f"  final training loss   {final['train/loss']:.4f}, accuracy {final['train/acc']:.3f}")
     for name in ("train", "relabel", "heldout_classes", "other_exemplars"):
         print(f"  eval {name:<17s} loss {final[f'eval/{name}/loss']:.4f}  "
