@@ -4,6 +4,7 @@ Select with HYPOTHESIS_PROFILE=ci (the CI script sets it).
 """
 import os
 
+import tinyinduction  # noqa: F401  (first, so its one-BLAS-thread default precedes NumPy)
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
