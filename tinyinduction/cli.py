@@ -56,7 +56,10 @@ def cmd_train(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
     model, task, train_config = _train_configs(args)
-    return run_demo(model, task, train_config, Path(args.out), Path(args.figure), args.preset)
+    suffix = "" if args.preset == "paper" else f"_{args.preset}"   # never overwrite the paper run
+    out = Path(args.out or f"runs/demo{suffix}")
+    figure = Path(args.figure or f"figures/demo{suffix}.png")
+    return run_demo(model, task, train_config, out, figure, args.preset)
 
 
 def cmd_bench(args) -> int:
@@ -80,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="paper preset, full run, figure and summary")
     _add_run_options(p, default_seed=5)
-    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    p.add_argument("--figure", default="figures/demo.png")
+    p.add_argument("--out", help="run directory (default runs/demo, or runs/demo_<preset>)")
+    p.add_argument("--figure", help="default figures/demo.png, or figures/demo_<preset>.png")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train and write config.json, history.json, checkpoints/")
