@@ -13,9 +13,6 @@ figures/01_cache_patterns.png and figures/01_gradient_check.png.
 # %%
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 

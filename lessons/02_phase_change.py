@@ -15,9 +15,6 @@ figures/02_patterns_before_after.png.
 # %%
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 

@@ -5,6 +5,8 @@ Select with HYPOTHESIS_PROFILE=ci (the CI script sets it).
 import os
 
 import tinyinduction  # noqa: F401  (first, so its one-BLAS-thread default precedes NumPy)
+
+os.environ.setdefault("MPLBACKEND", "Agg")   # figures in tests are files, never windows
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(

@@ -1,14 +1,11 @@
-"""Matplotlib figures shared by the CLI and the lessons (Agg backend: no screen needed)."""
+"""Matplotlib figures shared by the CLI and the lessons (saved to files, never shown)."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 LN2 = math.log(2.0)
 EVAL_STYLES = {

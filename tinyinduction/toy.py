@@ -650,8 +650,6 @@ def plot_clamping_figure(path: str, t, curves: Mapping, summary: Mapping,
     """The lesson's main figure: toy loss with 0/1/2 clamps (and the vector model)."""
     import os
 
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ncols = 2 if vector_histories else 1
