@@ -22,8 +22,7 @@ from tinyinduction.cache import SHORTHANDS
 from tinyinduction.clamp import (Clamp, graft, mean_ablate_head, previous_token_pattern,
                                  previous_token_target, zero_ablate_head)
 from tinyinduction.config import ModelConfig
-from tinyinduction.model import (TokenBatch, hook_names, init_params, loss_and_grads,
-                                 loss_from_cache, run_with_cache)
+from tinyinduction.model import TokenBatch, hook_names, init_params, loss_and_grads, run_with_cache
 from tinyinduction.tasks.fewshot import FewShotBatch, FewShotTask, TaskConfig
 
 

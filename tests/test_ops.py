@@ -12,8 +12,7 @@ Also: structural facts that finite differences cannot see (RoPE is a rotation by
 right angle, masked scores are -inf and pass no gradient, repeated embedding ids sum).
 """
 import numpy as np
-import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tinyinduction import ops
@@ -325,6 +324,12 @@ def test_head_result_grads(seed, E, T, H, B, D):
     loss = lambda: weighted(ops.head_result_forward(z, W_O)[0], w)
     assert_grad_matches(dz, loss, z, rng, what="head_result dz")
     assert_grad_matches(dW_O, loss, W_O, rng, what="head_result dW_O")
+    # every head receiving the same gradient (attn_out = sum of results): the fused path
+    d_attn_out = rng.standard_normal(result.shape[1:])
+    dz_shared, dW_O_shared = ops.head_result_backward_shared(d_attn_out, saved)
+    dz_full, dW_O_full = ops.head_result_backward(np.broadcast_to(d_attn_out, result.shape), saved)
+    np.testing.assert_allclose(dz_shared, dz_full, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dW_O_shared, dW_O_full, rtol=1e-12, atol=1e-12)
 
 
 # ---------------------------------------------------------------- cross-entropy

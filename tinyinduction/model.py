@@ -326,12 +326,18 @@ def _loss_columns(config, batch, logits):
     return logits[:, where], targets[where], np.s_[:, where]
 
 
+def _loss(config, batch, cache):
+    """Loss, accuracy, what the CE backward needs, logits [V, T, B] and the loss columns."""
+    logits = cache["hook_logits"].transpose(2, 1, 0)                      # [V, T, B]
+    columns, targets, where = _loss_columns(config, batch, logits)
+    loss, ce_saved = ops.cross_entropy_forward(columns, targets)
+    accuracy = float((columns.argmax(axis=0) == targets).mean())
+    return loss, accuracy, ce_saved, logits, where
+
+
 def loss_from_cache(config, batch, cache):
     """(mean cross-entropy, accuracy) at the loss positions of a finished forward pass."""
-    logits = cache["hook_logits"].transpose(2, 1, 0)                      # [V, T, B]
-    columns, targets, _ = _loss_columns(config, batch, logits)
-    loss, _ = ops.cross_entropy_forward(columns, targets)
-    return loss, float((columns.argmax(axis=0) == targets).mean())
+    return _loss(config, batch, cache)[:2]
 
 
 # ---------------------------------------------------------------- backward
@@ -428,10 +434,7 @@ def loss_and_grads(params, config: ModelConfig, batch, clamps=(), record_activat
     Returns (loss, accuracy, grads, cache).
     """
     run = _forward(params, config, batch, clamps)
-    logits = run.cache["hook_logits"].transpose(2, 1, 0)                  # [V, T, B]
-    columns, targets, where = _loss_columns(config, batch, logits)
-    loss, ce_saved = ops.cross_entropy_forward(columns, targets)
-    accuracy = float((columns.argmax(axis=0) == targets).mean())
+    loss, accuracy, ce_saved, logits, where = _loss(config, batch, run.cache)
     d_logits = np.zeros(logits.shape, dtype=logits.dtype)
     d_logits[where] = ops.cross_entropy_backward(ce_saved)
     grads = backward(run, d_logits, record_activation_grads)
