@@ -1,13 +1,11 @@
-"""Tasks that induction heads can solve. fewshot: Singh et al. (2024)."""
-from .fewshot import (
-    EVAL_SET_NAMES,
-    FewShotBatch,
-    FewShotTask,
-    TaskConfig,
-    builtin_features,
-    feature_statistics,
-    load_features,
-)
+"""Tasks that induction heads can solve. fewshot: Singh et al. (2024).
+
+fewshot.py   the task: TaskConfig, FewShotTask (sampling, evaluation sets, enumeration)
+features.py  exemplar feature tables: the generated stand-in, loading, statistics
+glyphs.py    a real-image table: characters of many scripts rendered and featurised
+"""
+from .features import builtin_features, feature_statistics, load_features
+from .fewshot import EVAL_SET_NAMES, FewShotBatch, FewShotTask, TaskConfig
 
 __all__ = [
     "EVAL_SET_NAMES",

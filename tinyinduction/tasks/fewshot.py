@@ -12,10 +12,10 @@ Dimension letters used in shape comments:
     N  classes in the feature table, E  exemplars per class in the table
 
 Exemplar features: the paper uses 512-d features of Omniglot images (1623 classes x
-5 exemplars) from a frozen ImageNet ResNet18. Omniglot is not available
-here, so ``builtin_features`` generates a stand-in table with similar statistics; a
-real table can be loaded from a .npy file (``TaskConfig(features="path.npy")``).
-Results obtained with the builtin table are NOT the paper's numbers.
+5 exemplars) from a frozen ImageNet ResNet18. Omniglot is not available here; the
+tables that stand in for it (generated "builtin", rendered "glyphs", or a user's .npy
+file) live in ``tinyinduction.tasks.features``. Results obtained with a stand-in
+table are NOT the paper's numbers.
 
 Everything random goes through a ``np.random.Generator`` passed in explicitly (training
 batches) or a seed in the config (label split, eval sets, builtin table).
@@ -31,6 +31,11 @@ from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
 import numpy as np
+
+# The feature tables live in .features; their public names are re-exported here so that
+# `from tinyinduction.tasks.fewshot import builtin_features` keeps working.
+from .features import (FEATURE_SOURCES, builtin_features, check_feature_table, check_int,
+                       feature_statistics, load_features, resolve_features)
 
 __all__ = [
     "TaskConfig",
@@ -53,13 +58,6 @@ _MAX_ORDERED_ROWS = 100_000
 
 
 # --------------------------------------------------------------------------- checks
-def _check_int(owner: str, name: str, value, minimum: int) -> int:
-    # bool is an int subclass but `n_labels=True` is surely a mistake.
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{owner}.{name} = {value!r}: must be an integer >= {minimum}")
-    return int(value)
-
-
 def _check_index_tuple(owner: str, name: str, value) -> tuple:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise ValueError(f"{owner}.{name} = {value!r}: must be a non-empty tuple of "
@@ -95,7 +93,7 @@ class TaskConfig:
     heldout_label_fraction: float = 0.2  # fraction of label combinations held out (paper: 10 -> 8 train / 2 held out)
     label_split_seed: int = 0
     noise_std: float = 0.0           # Gaussian noise added to exemplar features (paper: 0)
-    features: str = "builtin"        # "builtin" or a path to a .npy file of shape (classes, exemplars, dim)
+    features: str = "builtin"        # "builtin", "glyphs" or a path to a .npy file of shape (classes, exemplars, dim)
     eval_size: int = 1000
     eval_seed: int = 1234
 
@@ -103,14 +101,14 @@ class TaskConfig:
         own = "TaskConfig"
         # frozen dataclass: normalise (e.g. numpy ints, lists) through object.__setattr__
         set_ = functools.partial(object.__setattr__, self)
-        set_("n_context_pairs", _check_int(own, "n_context_pairs", self.n_context_pairs, 2))
+        set_("n_context_pairs", check_int(own, "n_context_pairs", self.n_context_pairs, 2))
         C = self.n_context_pairs
         # The query's class plus C-1 distinct distractors must fit in each class range.
-        set_("n_train_classes", _check_int(own, "n_train_classes", self.n_train_classes, C))
-        set_("n_heldout_classes", _check_int(own, "n_heldout_classes", self.n_heldout_classes, C))
+        set_("n_train_classes", check_int(own, "n_train_classes", self.n_train_classes, C))
+        set_("n_heldout_classes", check_int(own, "n_heldout_classes", self.n_heldout_classes, C))
         set_("train_exemplars", _check_index_tuple(own, "train_exemplars", self.train_exemplars))
         set_("other_exemplars", _check_index_tuple(own, "other_exemplars", self.other_exemplars))
-        set_("n_labels", _check_int(own, "n_labels", self.n_labels, 2))
+        set_("n_labels", check_int(own, "n_labels", self.n_labels, 2))
         if self.n_labels < C:
             raise ValueError(f"{own}.n_labels = {self.n_labels}: must be >= n_context_pairs "
                              f"= {C} (every context pair needs its own label)")
@@ -129,7 +127,7 @@ class TaskConfig:
                              f"{n_combos} label combinations (n_labels = {self.n_labels}, "
                              f"n_context_pairs = {C}), leaving none to train on; lower it "
                              "or raise n_labels")
-        set_("label_split_seed", _check_int(own, "label_split_seed", self.label_split_seed, 0))
+        set_("label_split_seed", check_int(own, "label_split_seed", self.label_split_seed, 0))
         s = self.noise_std
         if isinstance(s, bool) or not isinstance(s, numbers.Real) or not (0.0 <= s < math.inf):
             raise ValueError(f"{own}.noise_std = {s!r}: must be a finite number >= 0")
@@ -137,10 +135,11 @@ class TaskConfig:
         if isinstance(self.features, os.PathLike):
             set_("features", os.fspath(self.features))
         if not isinstance(self.features, str) or not self.features:
-            raise ValueError(f"{own}.features = {self.features!r}: must be \"builtin\" or the "
-                             "path of a .npy file of shape (classes, exemplars, dim)")
-        set_("eval_size", _check_int(own, "eval_size", self.eval_size, 1))
-        set_("eval_seed", _check_int(own, "eval_seed", self.eval_seed, 0))
+            raise ValueError(f"{own}.features = {self.features!r}: must be one of "
+                             f"{', '.join(FEATURE_SOURCES)} or the path of a .npy file of "
+                             "shape (classes, exemplars, dim)")
+        set_("eval_size", check_int(own, "eval_size", self.eval_size, 1))
+        set_("eval_seed", check_int(own, "eval_seed", self.eval_seed, 0))
 
     @property
     def n_label_combos(self) -> int:
@@ -178,144 +177,6 @@ class FewShotBatch(NamedTuple):
     def batch_size(self) -> int:
         """Number of sequences B (len(batch) is the number of fields, as for any tuple)."""
         return int(self.target.shape[0])
-
-
-# --------------------------------------------------------------------------- features
-@functools.lru_cache(maxsize=8)
-def builtin_features(dim: int = 512, n_classes: int = 1623, n_exemplars: int = 5, seed: int = 0,
-                     *, rank: int = 16, mean_offset: float = 0.0, mean_scale: float = 1.0,
-                     latent_scale: float = 0.6, class_scale: float = 0.6,
-                     exemplar_scale: float = 0.4) -> np.ndarray:
-    """A stand-in for ResNet18 features of Omniglot: float32 [n_classes, n_exemplars, dim].
-
-    Recipe (all Gaussian draws from ``np.random.default_rng(seed)``), per dimension d:
-
-        pre[c, e, d] = mu[d]                                  shared mean, mu ~ N(mean_offset, mean_scale^2)
-                     + latent_scale * (z[c] @ U)[d]           low-rank part: z[c] ~ N(0, I_rank),
-                                                              U ~ N(0, 1/rank) [rank, dim]
-                     + class_scale * eps[c, d]                class-specific part
-                     + exemplar_scale * eta[c, e, d]          exemplar jitter
-        features = ReLU(pre)
-
-    Why: pooled post-ReLU CNN features are non-negative and about half zero on
-    out-of-domain images, every image shares a large common component (so different
-    classes have cosine ~0.6), and classes differ along a few shared directions plus
-    their own detail. Two drawings of one character are close (cosine ~0.9) yet not
-    identical, which is what the "other exemplars" evaluation probes.
-
-    With the defaults (``feature_statistics``): between-class cosine 0.64, within-class
-    cosine 0.92, 50% zeros, mean norm 22.4; other exemplars are nearest to their own
-    class's exemplar 0 (>95% of the time, tested). Generated in ~0.1 s and cached; the
-    returned array is read-only because every caller shares it.
-    """
-    own = "builtin_features"
-    dim = _check_int(own, "dim", dim, 1)
-    n_classes = _check_int(own, "n_classes", n_classes, 1)
-    n_exemplars = _check_int(own, "n_exemplars", n_exemplars, 1)
-    seed = _check_int(own, "seed", seed, 0)
-    rank = _check_int(own, "rank", rank, 0)
-    for name, value in (("mean_offset", mean_offset), ("mean_scale", mean_scale),
-                        ("latent_scale", latent_scale), ("class_scale", class_scale),
-                        ("exemplar_scale", exemplar_scale)):
-        bad = isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-        if bad or (name != "mean_offset" and value < 0):
-            allowed = "a finite number" if name == "mean_offset" else "a finite number >= 0"
-            raise ValueError(f"{own}.{name} = {value!r}: must be {allowed}")
-
-    rng = np.random.default_rng(seed)
-    f32 = np.float32
-    mean = mean_offset + mean_scale * rng.standard_normal(dim, dtype=f32)              # [F]
-    basis = rng.standard_normal((rank, dim), dtype=f32) / f32(np.sqrt(max(rank, 1)))   # [rank, F]
-    latent = rng.standard_normal((n_classes, rank), dtype=f32)                         # [N, rank]
-    own_part = rng.standard_normal((n_classes, dim), dtype=f32)                        # [N, F]
-    per_class = mean + f32(latent_scale) * (latent @ basis) + f32(class_scale) * own_part  # [N, F]
-    jitter = rng.standard_normal((n_classes, n_exemplars, dim), dtype=f32)             # [N, E, F]
-    jitter *= f32(exemplar_scale)
-    jitter += per_class[:, None, :]
-    table = np.maximum(jitter, 0, out=jitter).astype(f32, copy=False)                  # [N, E, F]
-    table.flags.writeable = False
-    return table
-
-
-def feature_statistics(features: np.ndarray) -> dict:
-    """Summary numbers of a feature table [N, E, F], e.g. to compare with a real one.
-
-    between_class_cosine: mean cosine over all pairs of vectors from different classes.
-    within_class_cosine:  mean cosine over pairs of different exemplars of one class
-                          (NaN if E = 1).
-    fraction_zeros:       fraction of exactly-zero entries (post-ReLU sparsity).
-    mean_norm:            mean L2 norm of a feature vector.
-    All pairs are covered exactly, in O(N E F), through sums of unit vectors.
-    """
-    table = _check_feature_table(features, "features")
-    x = table.astype(np.float64)                                  # [N, E, F]
-    n_classes, n_exemplars, _ = x.shape
-    norms = np.linalg.norm(x, axis=-1)                            # [N, E]
-    unit = x / np.where(norms > 0, norms, 1.0)[..., None]         # zero vectors stay zero
-    per_class_sum = unit.sum(axis=1)                              # [N, F]
-    same_class = float((per_class_sum ** 2).sum())                # sum over same-class ordered pairs incl. self
-    everything = float((per_class_sum.sum(axis=0) ** 2).sum())   # sum over all ordered pairs incl. self
-    self_pairs = float((unit ** 2).sum())
-    n_between = n_classes * (n_classes - 1) * n_exemplars ** 2
-    n_within = n_classes * n_exemplars * (n_exemplars - 1)
-    return {
-        "between_class_cosine": (everything - same_class) / n_between if n_between else float("nan"),
-        "within_class_cosine": (same_class - self_pairs) / n_within if n_within else float("nan"),
-        "fraction_zeros": float(np.mean(table == 0)),
-        "mean_norm": float(norms.mean()),
-        "shape": tuple(int(s) for s in table.shape),
-    }
-
-
-def _check_feature_table(table, source: str) -> np.ndarray:
-    """Validate a (classes, exemplars, dim) float table; return it as read-only float32."""
-    arr = np.asarray(table)
-    if arr.ndim != 3:
-        raise ValueError(f"{source}: array has shape {arr.shape} but must be 3-D "
-                         "(classes, exemplars, dim)")
-    if min(arr.shape) == 0:
-        raise ValueError(f"{source}: array has shape {arr.shape}; classes, exemplars and "
-                         "dim must all be >= 1")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"{source}: array has dtype {arr.dtype} but must be floating point "
-                         "(float16, float32 or float64)")
-    if arr.dtype == np.float32 and not arr.flags.writeable and arr.flags.c_contiguous:
-        out = arr  # already a frozen float32 table (e.g. the builtin one): no copy
-    else:
-        # A private copy: later edits to the caller's array must not change the task.
-        with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
-            out = np.array(arr, dtype=np.float32, order="C", copy=True)
-    bad = ~np.isfinite(out)
-    if bad.any():
-        raise ValueError(f"{source}: array contains {int(bad.sum())} NaN or infinite values "
-                         "(after conversion to float32); all features must be finite")
-    out.flags.writeable = False
-    return out
-
-
-def load_features(path) -> np.ndarray:
-    """Load a user's feature table: a .npy file of shape (classes, exemplars, dim), float.
-
-    Never unpickles. Returns a read-only float32 array. Checks against a task
-    (enough classes and exemplars) happen in FewShotTask, which knows the config.
-    """
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"load_features path = {path!r}: must be a str or path to a .npy file")
-    where = f"features file {os.fspath(path)!r}"
-    if not os.path.isfile(path):
-        raise ValueError(f"{where} does not exist (or is not a file); expected a .npy file "
-                         "of shape (classes, exemplars, dim)")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except Exception as err:  # any failure to read is the user's file, say why in one line
-        reason = " ".join(str(err).split()) or type(err).__name__
-        raise ValueError(f"{where} could not be read as a .npy array: {reason}") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        names = list(loaded.files)
-        loaded.close()
-        raise ValueError(f"{where} is a .npz archive (arrays {names}); save a single array "
-                         "with np.save instead")
-    return _check_feature_table(loaded, where)
 
 
 # --------------------------------------------------------------------------- task
@@ -369,14 +230,10 @@ class FewShotTask:
             raise ValueError(f"FewShotTask config = {config!r}: must be a TaskConfig")
         self.config = config
         if features is not None:
-            table = _check_feature_table(features, "FewShotTask features")
+            table = check_feature_table(features, "FewShotTask features")
             source = "the given feature table"
-        elif config.features == "builtin":
-            table = builtin_features()
-            source = "the builtin feature table"
         else:
-            table = load_features(config.features)
-            source = f"feature table {config.features!r}"
+            table, source = resolve_features(config.features)
         n_table_classes, n_table_exemplars, dim = table.shape
         need = config.n_train_classes + config.n_heldout_classes
         if need > n_table_classes:
