@@ -66,6 +66,7 @@ class ActivationCache(Mapping):
 
     def __init__(self):
         self._arrays = {}
+        self.passes = {}     # multi-pass forward: pass name -> that pass's cache
 
     def _store(self, name, array):
         # the only way in: used by the model's site function and by backward for *_grad

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import ops
 from .cache import ActivationCache, unknown_name_message
+from .clamp import as_passes
 from .config import ModelConfig
 
 # internal layout -> TransformerLens layout, as a transpose
@@ -54,6 +55,11 @@ def _truncated_normal(rng, shape, std):
 
 def param_shapes(config: ModelConfig) -> dict[str, tuple]:
     """Every parameter's name and shape, in a fixed order."""
+    return dict(_param_shapes(config))
+
+
+@functools.lru_cache(maxsize=64)
+def _param_shapes(config: ModelConfig) -> tuple:
     c = config
     shapes = {}
     if c.input_kind == "fewshot":
@@ -77,7 +83,7 @@ def param_shapes(config: ModelConfig) -> dict[str, tuple]:
         shapes["ln_final.b"] = (c.d_model,)
     shapes["unembed.W_U"] = (c.d_model, c.n_outputs)
     shapes["unembed.b_U"] = (c.n_outputs,)
-    return shapes
+    return tuple(shapes.items())
 
 
 def init_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
@@ -105,12 +111,24 @@ def init_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
 
 def check_params(params, config: ModelConfig):
     """Fail with a clear message if params do not fit the config."""
-    expected = param_shapes(config)
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config = {config!r}: must be a ModelConfig")
+    if not isinstance(params, dict):
+        raise TypeError(f"params is a {type(params).__name__}; must be a dict name -> array "
+                        "(init_params, load_params)")
+    expected = _param_shapes(config)
+    if len(params) == len(expected) and all(
+            getattr(params.get(name), "shape", None) == shape for name, shape in expected):
+        return   # the common case, checked cheaply (every training step calls this)
+    expected = dict(expected)
     missing = sorted(set(expected) - set(params))
     extra = sorted(set(params) - set(expected))
     if missing or extra:
         raise ValueError(f"parameters do not match the config: missing {missing}, unexpected {extra}")
     for name, shape in expected.items():
+        if not isinstance(params[name], np.ndarray):
+            raise TypeError(f"parameter {name} is a {type(params[name]).__name__}; must be a "
+                            f"NumPy array of shape {shape}")
         if tuple(params[name].shape) != shape:
             raise ValueError(f"parameter {name} has shape {params[name].shape}; the config needs {shape}")
 
@@ -154,13 +172,24 @@ def _causal_mask(n_positions):
 # ---------------------------------------------------------------- input checks
 
 
+def _integer_array(name, value):
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"{name} has dtype {array.dtype}; must be integers")
+    return array
+
+
 def _check_batch(config: ModelConfig, batch):
     if config.input_kind == "fewshot":
         if not hasattr(batch, "exemplars") or not hasattr(batch, "labels"):
             raise ValueError("few-shot models take a batch with .exemplars [B, C+1, F] and .labels [B, C]")
-        ex, labels = np.asarray(batch.exemplars), np.asarray(batch.labels)
+        ex, labels = np.asarray(batch.exemplars), _integer_array("batch.labels", batch.labels)
         if ex.ndim != 3 or ex.shape[2] != config.d_feature:
             raise ValueError(f"batch.exemplars has shape {ex.shape}; expected [B, C+1, {config.d_feature}]")
+        if ex.dtype.kind not in "fiu":
+            raise ValueError(f"batch.exemplars has dtype {ex.dtype}; must be real numbers")
+        if ex.shape[0] == 0:
+            raise ValueError("the batch has no sequences (B = 0)")
         if labels.shape != (ex.shape[0], ex.shape[1] - 1):
             raise ValueError(f"batch.labels has shape {labels.shape}; expected [B, C] = "
                              f"{(ex.shape[0], ex.shape[1] - 1)}")
@@ -171,8 +200,11 @@ def _check_batch(config: ModelConfig, batch):
     else:
         if not isinstance(batch, TokenBatch):
             raise ValueError("token models take a TokenBatch(tokens [B, T], targets [B, T])")
-        tokens, targets = np.asarray(batch.tokens), np.asarray(batch.targets)
-        if tokens.ndim != 2 or tokens.min() < 0 or tokens.max() >= config.d_vocab:
+        tokens = _integer_array("batch.tokens", batch.tokens)
+        targets = _integer_array("batch.targets", batch.targets)
+        if tokens.ndim != 2 or tokens.size == 0:
+            raise ValueError(f"batch.tokens has shape {tokens.shape}; must be [B, T] with B, T >= 1")
+        if tokens.min() < 0 or tokens.max() >= config.d_vocab:
             raise ValueError(f"batch.tokens must be [B, T] ints in [0, {config.d_vocab})")
         if targets.shape != tokens.shape or targets.min() < -1 or targets.max() >= config.d_vocab:
             raise ValueError(f"batch.targets must be [B, T] = {tokens.shape} ints in "
@@ -187,14 +219,22 @@ def _check_batch(config: ModelConfig, batch):
 
 
 class _Forward:
-    """One forward pass: the cache it fills, clamp masks, and what backward needs."""
+    """One forward pass: the cache it fills, clamp masks, links, and what backward needs.
 
-    def __init__(self, params, config: ModelConfig, batch, clamps):
+    earlier: the finished passes before this one (name -> _Forward), for linked clamps.
+    """
+
+    def __init__(self, params, config: ModelConfig, batch, clamps, pass_name="main", earlier=None):
         self.params, self.config, self.batch = params, config, batch
+        self.pass_name = pass_name
+        self.earlier = earlier or {}
         self.dtype = np.dtype(config.dtype)
         self.cache = ActivationCache()
         self.saved = {}          # primitive -> saved values for its backward
         self.masks = {}          # site name -> replaced elements, internal layout
+        self.links = {}          # site name -> [(owned mask TL, clamp, value shape, source run)]
+        self.layouts = {}        # site name -> layout key of TO_TL
+        self.pending = {}        # site name -> gradient sent here by links (internal layout)
         self.clamps = {}
         known = set(hook_names(config))
         for clamp in clamps:
@@ -202,24 +242,58 @@ class _Forward:
                 raise ValueError(unknown_name_message(clamp.name, known))
             self.clamps.setdefault(clamp.name, []).append(clamp)
 
+    def _link_source(self, clamp):
+        """(the run that computed a linked clamp's source, the source array TL)."""
+        link = clamp.value
+        if link.source_pass is None:
+            run, where = self, f"this pass ({self.pass_name!r})"
+            if link.source not in run.cache:
+                raise ValueError(f"clamp on {clamp.name} links to {link.source}, which is not "
+                                 f"computed before it in {where}")
+        else:
+            run = self.earlier.get(link.source_pass)
+            if run is None:
+                raise ValueError(f"clamp on {clamp.name} links to pass {link.source_pass!r}; "
+                                 f"passes run before: {sorted(self.earlier)}")
+            if link.source not in run.cache:
+                raise ValueError(unknown_name_message(link.source, run.cache))
+        return run, run.cache[link.source]
+
     def site(self, name, internal, layout):
         """Apply clamps to an array, store its read-only view, return the array to use."""
         perm = TO_TL[layout]
+        self.layouts[name] = layout
         clamps = self.clamps.get(name)
         if clamps:
             tl = internal.transpose(perm)
             replaced = np.zeros(tl.shape, dtype=bool)
+            applied = []
             for clamp in clamps:
                 mask = clamp.mask(tl.shape)
-                value = clamp.resolve_value(self.batch, self.cache, tl.shape, self.dtype)
+                source_run, source = self._link_source(clamp) if clamp.is_linked else (None, None)
+                value = clamp.resolve_value(self.batch, self.cache, tl.shape, self.dtype, source)
                 tl = np.where(mask, value, tl)
                 replaced |= mask
+                applied.append((clamp, mask, value.shape, source_run))
+            # a linked clamp owns the elements no later clamp on this site overwrote
+            covered = np.zeros(tl.shape, dtype=bool)
+            for clamp, mask, value_shape, source_run in reversed(applied):
+                if clamp.is_linked:
+                    self.links.setdefault(name, []).append(
+                        (mask & ~covered, clamp, value_shape, source_run))
+                covered |= mask
             inverse = np.argsort(perm)
             internal = np.ascontiguousarray(tl.transpose(inverse))
             self.masks[name] = replaced.transpose(inverse)
         internal.flags.writeable = False   # primitives are pure: nothing writes into it
         self.cache._store(name, internal.transpose(perm))
         return internal
+
+    def send_gradient(self, name, grad_tl):
+        """Add a linked clamp's gradient [TL layout] to site `name` of this pass."""
+        internal = grad_tl.transpose(np.argsort(TO_TL[self.layouts[name]]))
+        previous = self.pending.get(name)
+        self.pending[name] = internal if previous is None else previous + internal
 
 
 def _embed(run: _Forward):
@@ -282,9 +356,9 @@ def _layer_forward(run: _Forward, layer, resid):
     return run.site(b + "hook_resid_post", resid + attn_out, "resid")
 
 
-def _forward(params, config, batch, clamps) -> _Forward:
-    _check_batch(config, batch)
-    run = _Forward(params, config, batch, clamps)
+def _forward(params, config, batch, clamps=(), pass_name="main", earlier=None) -> _Forward:
+    """One pass of the network over the batch, with the clamps of that pass."""
+    run = _Forward(params, config, batch, clamps, pass_name, earlier)
     resid = _embed(run)
     for layer in range(config.n_layers):
         resid = _layer_forward(run, layer, resid)
@@ -300,9 +374,26 @@ def _forward(params, config, batch, clamps) -> _Forward:
     return run
 
 
+def _forward_passes(params, config, batch, clamps) -> list[_Forward]:
+    """Every pass of a (possibly multi-pass) clamped forward, in order."""
+    check_params(params, config)
+    _check_batch(config, batch)
+    passes = as_passes(clamps)
+    runs = {}
+    for p in passes.passes:
+        runs[p.name] = _forward(params, config, batch, p.clamps, p.name, dict(runs))
+    final = runs[passes.final.name]
+    final.cache.passes = {name: run.cache for name, run in runs.items()}
+    return list(runs.values())
+
+
 def run_with_cache(params, config: ModelConfig, batch, clamps=()) -> ActivationCache:
-    """Forward pass; returns the cache (logits are cache["hook_logits"] [B, T, V])."""
-    return _forward(params, config, batch, clamps).cache
+    """Forward pass; returns the cache (logits are cache["hook_logits"] [B, T, V]).
+
+    clamps: a list of Clamps, or Passes (a multi-pass forward: the cache is the last
+    pass's, and cache.passes maps every pass's name to its cache).
+    """
+    return _forward_passes(params, config, batch, clamps)[-1].cache
 
 
 # ---------------------------------------------------------------- loss
@@ -315,7 +406,7 @@ def _loss_columns(config, batch, logits):
     """
     n_outputs, n_positions, n_batch = logits.shape
     if config.input_kind == "fewshot":
-        targets = np.asarray(batch.target)
+        targets = _integer_array("batch.target", batch.target)
         if targets.shape != (n_batch,) or targets.min() < 0 or targets.max() >= n_outputs:
             raise ValueError(f"batch.target must be [B] = ({n_batch},) ints in [0, {n_outputs})")
         return logits[:, -1, :], targets, np.s_[:, -1, :]
@@ -343,17 +434,40 @@ def loss_from_cache(config, batch, cache):
 # ---------------------------------------------------------------- backward
 
 
+def _sum_to_shape(grad, shape):
+    """Sum a gradient [site shape] down to a broadcast value's shape."""
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    return grad.sum(axis=axes, keepdims=True) if axes else grad
+
+
 class _Backward:
     def __init__(self, run: _Forward, record):
         self.run, self.record = run, record
 
     def site(self, name, grad, layout):
-        """Stop the gradient at clamped elements; optionally record it in the cache."""
-        mask = self.run.masks.get(name)
+        """Add linked gradients, route linked elements to their sources, stop the gradient
+        at clamped elements; optionally record it in the cache."""
+        run = self.run
+        pending = run.pending.pop(name, None)
+        if pending is not None:
+            grad = grad + pending
+        links = run.links.get(name)
+        if links:
+            grad_tl = grad.transpose(TO_TL[layout])
+            for owned, clamp, value_shape, source_run in links:
+                link = clamp.value
+                d_value = _sum_to_shape(np.where(owned, grad_tl, 0.0), value_shape)
+                source_shape = source_run.cache[link.source].shape
+                d_source = link.gradient(d_value, run.batch, source_shape)
+                source_run.send_gradient(link.source, np.broadcast_to(d_source, source_shape))
+        mask = run.masks.get(name)
         if mask is not None:
             grad = np.where(mask, 0.0, grad).astype(grad.dtype, copy=False)
         if self.record:
-            self.run.cache._store(name + "_grad", np.array(grad).transpose(TO_TL[layout]))
+            run.cache._store(name + "_grad", np.array(grad).transpose(TO_TL[layout]))
         return grad
 
 
@@ -365,7 +479,8 @@ def _layer_backward(bw: _Backward, layer, d_resid_post, grads):
     # resid_post = resid_pre + attn_out
     d_attn_out = bw.site(b + "hook_attn_out", d_resid_post, "resid")
     # attn_out = sum over heads of result: every head's result gets d_attn_out
-    if b + "attn.hook_result" in run.masks or bw.record:
+    name = b + "attn.hook_result"
+    if name in run.masks or name in run.pending or bw.record:
         d_result = bw.site(b + "attn.hook_result",
                            np.broadcast_to(d_attn_out, (c.n_heads,) + d_attn_out.shape), "result")
         dz, grads[b + "attn.W_O"] = ops.head_result_backward(d_result, saved["result"])
@@ -392,7 +507,8 @@ def _layer_backward(bw: _Backward, layer, d_resid_post, grads):
 
 
 def backward(run: _Forward, d_logits, record_activation_grads=False) -> dict:
-    """Gradients of the loss for every parameter, from d loss / d logits [V, T, B].
+    """Gradients of the loss for every parameter, from d loss / d logits [V, T, B] (None:
+    zero, for a pass whose output is only read through links).
 
     With record_activation_grads, each activation's gradient is stored in the cache as
     name + "_grad" (TransformerLens shapes).
@@ -401,6 +517,8 @@ def backward(run: _Forward, d_logits, record_activation_grads=False) -> dict:
     bw = _Backward(run, record_activation_grads)
     grads = {}
     d_model = c.d_model
+    if d_logits is None:
+        d_logits = np.zeros(run.cache["hook_logits"].shape[::-1], dtype=run.dtype)
     d_logits = bw.site("hook_logits", d_logits, "resid")
     n_outputs, n_positions, n_batch = d_logits.shape
     # logits = W_U^T x + b_U
@@ -431,11 +549,22 @@ def backward(run: _Forward, d_logits, record_activation_grads=False) -> dict:
 def loss_and_grads(params, config: ModelConfig, batch, clamps=(), record_activation_grads=False):
     """Forward, loss at the loss positions, backward.
 
-    Returns (loss, accuracy, grads, cache).
+    clamps: a list of Clamps or Passes. With several passes, the loss is the last pass's;
+    backward runs the passes in reverse (each linked clamp sends its gradient into the
+    pass it read from) and the parameter gradients of all passes are summed.
+    Returns (loss, accuracy, grads, cache) with the last pass's cache.
     """
-    run = _forward(params, config, batch, clamps)
-    loss, accuracy, ce_saved, logits, where = _loss(config, batch, run.cache)
+    runs = _forward_passes(params, config, batch, clamps)
+    final = runs[-1]
+    loss, accuracy, ce_saved, logits, where = _loss(config, batch, final.cache)
     d_logits = np.zeros(logits.shape, dtype=logits.dtype)
     d_logits[where] = ops.cross_entropy_backward(ce_saved)
-    grads = backward(run, d_logits, record_activation_grads)
-    return loss, accuracy, grads, run.cache
+    grads = backward(final, d_logits, record_activation_grads)
+    for run in reversed(runs[:-1]):
+        for name, grad in backward(run, None, record_activation_grads).items():
+            grads[name] = grads[name] + grad
+    for run in runs:
+        if run.pending:   # every linked gradient must have reached its source site
+            raise RuntimeError(f"pass {run.pass_name!r}: gradients sent to {sorted(run.pending)} "
+                               "were never consumed")
+    return loss, accuracy, grads, final.cache
