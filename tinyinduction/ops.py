@@ -283,3 +283,34 @@ def cross_entropy_backward(saved):
     dlogits = np.exp(log_probs)
     dlogits[targets, np.arange(targets.shape[0])] -= 1.0
     return dlogits / targets.shape[0]
+
+
+# ---------------------------------------------------------------- smeared key (Olsson et al. 2022)
+
+
+def smear_key_forward(k, alpha):
+    """Each key mixed with the previous position's key by a learned per-head weight.
+
+    k [E, T, H, B], alpha [H] -> smeared [E, T, H, B] with s = sigmoid(alpha):
+        smeared[:, j] = s k[:, j] + (1 - s) k[:, j-1]   for j >= 1;   smeared[:, 0] = k[:, 0].
+    """
+    s = (0.5 * (1.0 + np.tanh(0.5 * np.asarray(alpha)))).astype(k.dtype)   # [H], sigmoid without overflow
+    s_b = s[None, None, :, None]
+    smeared = np.empty_like(k)
+    smeared[:, 0] = k[:, 0]
+    smeared[:, 1:] = s_b * k[:, 1:] + (1.0 - s_b) * k[:, :-1]
+    return smeared, (k, s)
+
+
+def smear_key_backward(dsmeared, saved):
+    """dsmeared [E, T, H, B] -> (dk [E, T, H, B], dalpha [H])."""
+    k, s = saved
+    s_b = s[None, None, :, None]
+    # smeared[:, j] = s k[:, j] + (1 - s) k[:, j-1] (j >= 1); smeared[:, 0] = k[:, 0]
+    dk = np.empty_like(dsmeared)
+    dk[:, 0] = dsmeared[:, 0]
+    dk[:, 1:] = s_b * dsmeared[:, 1:]
+    dk[:, :-1] += (1.0 - s_b) * dsmeared[:, 1:]
+    # d smeared[:, j] / d s = k[:, j] - k[:, j-1];  ds / d alpha = s (1 - s)
+    ds = np.einsum("ejhb,ejhb->h", dsmeared[:, 1:], k[:, 1:] - k[:, :-1])
+    return dk, (ds * s * (1.0 - s)).astype(dsmeared.dtype)
