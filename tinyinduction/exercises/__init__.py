@@ -1,0 +1,51 @@
+"""Exercises: functions a student writes, checks that say what is wrong, and the
+package's own functions as the solutions.
+
+FOR STUDENTS
+    python -m tinyinduction.exercises 01        # writes lessons/exercises/01_....py
+    python -m tinyinduction.exercises --all     # every lesson that has exercises
+    python -m tinyinduction.exercises --list    # the exercises of every lesson
+    python -m tinyinduction.exercises --solution softmax_backward_tl   # print a solution
+
+The exercise version is the lesson with each solution replaced by a function to fill
+in (its docstring gives the shapes and the maths; its body raises NotImplementedError).
+Run it cell by cell (or top to bottom). Under each function a check runs it on several
+inputs and either says it is right or prints what is wrong: which input, which output
+shape or which element, the right value and how far off it is, and recognisable
+mistakes (opposite sign, a constant factor, axes in another order, an input changed in
+place). A failed check raises ExerciseFailed, so a run stops at the first unfinished
+exercise. `show_solution("name")` prints the package's function that solves it. An
+existing exercise file is never overwritten (it holds your work) unless you pass
+--force, which keeps the old one as a .bak file. The exercise version writes its
+figures to figures/exercises/, never over the committed figures.
+
+FOR LESSON AUTHORS: declaring an exercise (one mechanism for every lesson)
+1. In tinyinduction/exercises/lessonNN.py (one module per lesson, found automatically),
+   register an Exercise: its name (the function the student writes), lesson "NN", the
+   package's function that solves it (`solution`), a task docstring (shapes and maths),
+   and make_cases(rng) -> [Case(description, args, expected, reference)], where
+   `expected` comes from the package's own checks: numerical_gradient(...) (central
+   finite differences) for a backward pass, a simulation, or the solution itself.
+2. In the lesson, the exercise cell starts with the line `# EXERCISE: <name>`, binds
+   <name> to the solution on lines that end with `# SOLUTION`, then checks it:
+       # %%
+       # EXERCISE: softmax_backward_tl
+       from tinyinduction.tl_layout import softmax_backward as softmax_backward_tl  # SOLUTION
+       check("softmax_backward_tl", softmax_backward_tl)
+   Any other line ending in `# SOLUTION` (e.g. `show_solution(...)  # SOLUTION`) is
+   left out of the exercise version too.
+3. Save figures under `figures_dir()` (tinyinduction.paths): the exercise version
+   rewrites that call to figures_dir("exercises").
+4. tests/test_exercises.py then checks, for every registered exercise, that the check
+   passes on the solution and fails on an empty function, on generic wrong answers
+   (zeros, a scaled answer, a perturbed element, the wrong shape) and on any
+   `wrong_answers` listed in the lesson module, and that every lesson's exercise version
+   is valid Python whose first check fails on the stub.
+"""
+from .core import (Case, CheckResult, Exercise, ExerciseFailed, check, compare_outputs,
+                   exercises_of, get_exercise, load_all, numerical_gradient, register,
+                   show_solution, stub_source)
+
+__all__ = ["Case", "CheckResult", "Exercise", "ExerciseFailed", "check", "compare_outputs",
+           "exercises_of", "get_exercise", "load_all", "numerical_gradient", "register",
+           "show_solution", "stub_source"]

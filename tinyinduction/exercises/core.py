@@ -1,0 +1,376 @@
+"""Exercises: declaration, registry, and the check that says what is wrong.
+
+See the package docstring (tinyinduction/exercises/__init__.py) for how lessons use it.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import itertools
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+
+class ExerciseFailed(AssertionError):
+    """A student's function did not pass its exercise's check (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input to try and the right answer for it.
+
+    description: shown to the student, e.g. "B=2, H=3, T=4, causal mask".
+    args:        positional arguments of the student's function.
+    expected:    the right output: an array, a number, or a tuple of arrays.
+    reference:   where `expected` comes from, e.g. "central finite differences".
+    """
+
+    description: str
+    args: tuple
+    expected: Any
+    reference: str
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A function for the student to write, checked against cases.
+
+    name:         the function the student writes (its name in the lesson).
+    lesson:       "01", "02", ...: the lesson whose exercise version contains it.
+    solution:     the package's own function that solves it. Its signature is the
+                  stub's signature; its docstring the stub's, unless `task` is given.
+    make_cases:   rng -> list of Case (inputs and right answers; draw with the rng only).
+    task:         the stub's docstring: shapes and maths (default: solution's docstring).
+    output_names: a name per output, e.g. ("dq", "dk"), for messages.
+    output_axes:  per output, a name per axis, e.g. (("batch", "pos", "head", "d_head"),).
+    properties:   callables (output, case) -> None or a message: what must hold of any
+                  right answer (rows sum to 1, ...), checked after the values.
+    hint:         one line shown under a failure.
+    wrong_answers: (description, function) pairs: typical mistakes; the test suite
+                  asserts that the check rejects each of them.
+    """
+
+    name: str
+    lesson: str
+    solution: Callable
+    make_cases: Callable[[np.random.Generator], list]
+    task: str = ""
+    output_names: tuple = ("output",)
+    output_axes: tuple = ()
+    properties: tuple = ()
+    hint: str = ""
+    wrong_answers: tuple = ()
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.name.isidentifier():
+            raise ValueError(f"Exercise name {self.name!r}: must be a Python identifier")
+        if not (len(self.lesson) == 2 and self.lesson.isdigit()):
+            raise ValueError(f"Exercise lesson {self.lesson!r}: must be two digits, e.g. '01'")
+        if not callable(self.solution):
+            raise TypeError(f"Exercise solution {self.solution!r}: must be a function")
+
+    @property
+    def docstring(self) -> str:
+        return inspect.cleandoc(self.task) if self.task else (inspect.getdoc(self.solution) or "")
+
+    def cases(self) -> list:
+        return list(self.make_cases(np.random.default_rng(self.seed)))
+
+    def run(self, student: Callable) -> "CheckResult":
+        """Try `student` on every case; the first problem found is reported."""
+        if not callable(student):
+            return CheckResult(self.name, False, [f"{self.name} is {student!r}, not a function"])
+        cases = self.cases()
+        for index, case in enumerate(cases):
+            where = f"case {index + 1} of {len(cases)} ({case.description})"
+            problem = self._run_case(student, case)
+            if problem is not None:
+                lines = [f"{self.name}: not right yet. {where}" +
+                         (f"; the {index} case(s) before it passed" if index else ""),
+                         *[f"  {line}" for line in problem]]
+                if self.hint:
+                    lines.append(f"  hint: {self.hint}")
+                lines.append(f"  stuck? show_solution({self.name!r}) prints the package's solution")
+                return CheckResult(self.name, False, lines)
+        references = sorted({case.reference for case in cases})
+        return CheckResult(self.name, True, [
+            f"{self.name}: correct on all {len(cases)} cases (right answers from "
+            f"{'; '.join(references)}). The package's solution: {solution_location(self)}"])
+
+    def _run_case(self, student, case) -> Optional[list]:
+        originals = [np.array(a, copy=True) if isinstance(a, np.ndarray) else None for a in case.args]
+        args = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in case.args)
+        try:
+            with np.errstate(all="ignore"):   # a nan or inf is reported below, by element
+                got = student(*args, **case.kwargs)
+        except Exception as error:   # the student's bug, reported as text
+            return [f"your function raised {type(error).__name__}: {error}"]
+        for position, (before, after) in enumerate(zip(originals, args)):
+            if before is not None and not np.array_equal(before, after, equal_nan=True):
+                return [f"your function changed its input argument {position + 1} in place; "
+                        "compute new arrays instead (the package's functions are pure)"]
+        problem = compare_outputs(got, case.expected, self.output_names, self.output_axes,
+                                  case.rtol, case.atol, case.reference)
+        if problem is not None:
+            return problem
+        for prop in self.properties:
+            message = prop(got, case)
+            if message:
+                return [message]
+        return None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    lines: list
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+# ---------------------------------------------------------------- comparing outputs
+
+
+def _axes_text(index, axes) -> str:
+    if axes and len(axes) == len(index):
+        return " (" + ", ".join(f"{a} {i}" for a, i in zip(axes, index)) + ")"
+    return ""
+
+
+def _shape_text(shape, axes) -> str:
+    return f"{tuple(shape)}" + (f" [{', '.join(axes)}]" if axes and len(axes) == len(shape) else "")
+
+
+def _as_array(value):
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return None if array.dtype == object else array
+
+
+def _axis_order_hint(got, expected, axes) -> Optional[str]:
+    if got.ndim != expected.ndim or got.ndim > 5 or got.ndim < 2:
+        return None
+    for perm in itertools.permutations(range(expected.ndim)):
+        if perm == tuple(range(expected.ndim)):
+            continue
+        moved = expected.transpose(perm)
+        if moved.shape == got.shape and np.allclose(got, moved, rtol=1e-5, atol=1e-8):
+            names = [axes[p] if axes else f"axis {p}" for p in perm]
+            return f"your output is the right answer with its axes in the order [{', '.join(names)}]"
+    return None
+
+
+def compare_outputs(got, expected, names=("output",), axes=(), rtol=1e-6, atol=1e-9,
+                    reference="the right answer") -> Optional[list]:
+    """None if `got` matches `expected`, else lines saying what differs (shape, element, how far)."""
+    if isinstance(expected, tuple):
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            kind = type(got).__name__ if not isinstance(got, (tuple, list)) else f"{len(got)} values"
+            return [f"your function returned {kind}; it must return a tuple of {len(expected)} "
+                    f"arrays ({', '.join(names)})"]
+        for i, (g, e) in enumerate(zip(got, expected)):
+            name = names[i] if i < len(names) else f"output {i}"
+            ax = axes[i] if i < len(axes) else ()
+            problem = compare_outputs(g, e, (name,), (ax,), rtol, atol, reference)
+            if problem is not None:
+                return problem
+        return None
+    name = names[0] if names else "output"
+    ax = tuple(axes[0]) if axes else ()
+    expected = np.asarray(expected, dtype=np.float64)
+    if got is None:
+        return [f"your function returned None (is a `return` missing?); {name} should be "
+                + ("a number" if expected.ndim == 0 else f"an array of shape {_shape_text(expected.shape, ax)}")]
+    array = _as_array(got)
+    if array is None:
+        return [f"{name} is a {type(got).__name__}, which is not a number or an array of numbers"]
+    if array.ndim == 0 and expected.ndim > 0:
+        return [f"your function returned a single number ({float(array):.6g}); {name} should be "
+                f"an array of shape {_shape_text(expected.shape, ax)}"]
+    if array.shape != expected.shape:
+        lines = [f"{name} has shape {tuple(array.shape)} but should have shape {_shape_text(expected.shape, ax)}"]
+        if array.size == expected.size:
+            hint = _axis_order_hint(array, expected, ax)
+            if hint:
+                lines.append(hint)
+        return lines
+    finite = np.isfinite(array)
+    should_be_finite = np.isfinite(expected)
+    if np.any(~finite & should_be_finite):
+        index = tuple(int(i) for i in np.argwhere(~finite & should_be_finite)[0])
+        return [f"{name} element {list(index)}{_axes_text(index, ax)} is {array[index]} but should be "
+                f"{expected[index]:.6g}; {int(np.sum(~finite & should_be_finite))} of {array.size} "
+                "elements are not finite"]
+    both = should_be_finite
+    error = np.where(both, np.abs(array - np.where(both, expected, 0.0)), 0.0)
+    allowed = atol + rtol * np.abs(np.where(both, expected, 0.0))
+    over = error > allowed
+    if not np.any(over) and np.array_equal(np.isfinite(array), should_be_finite):
+        return None
+    if not np.any(over):   # an infinity where a finite value belongs, or the reverse
+        index = tuple(int(i) for i in np.argwhere(np.isfinite(array) != should_be_finite)[0])
+        return [f"{name} element {list(index)}{_axes_text(index, ax)} is {array[index]} but should be "
+                f"{expected[index]}"]
+    index = np.unravel_index(int(np.argmax(np.where(over, error / allowed, -1.0))), array.shape)
+    index = tuple(int(i) for i in index)
+    if expected.ndim == 0:
+        lines = [f"{name} is {float(array):.6g} but should be {float(expected):.6g} "
+                 f"(from {reference}): off by {float(error):.3g}"]
+    else:
+        size = abs(expected[index])
+        ratio = error[index] / size if size > 0 else None
+        relative = "" if ratio is None else (f" ({ratio:.0%} of the right value)" if ratio < 10
+                                             else f" ({ratio:.3g} times the right value)")
+        lines = [f"{name} element {list(index)}{_axes_text(index, ax)} is {array[index]:.6g} but "
+                 f"should be {expected[index]:.6g} (from {reference}): off by "
+                 f"{error[index]:.3g}{relative}",
+                 f"{int(over.sum())} of {array.size} elements are off by more than "
+                 f"{atol:g} + {rtol:g} x |right value|"]
+    lines += _value_hints(array, expected, ax)
+    return lines
+
+
+def _value_hints(array, expected, axes) -> list:
+    """Recognisable mistakes: a flipped sign, a constant factor, swapped axes."""
+    if not np.all(np.isfinite(expected)) or not np.any(expected):
+        return []
+    if np.allclose(array, -expected, rtol=1e-5, atol=1e-9):
+        return ["it is the right answer with the opposite sign"]
+    factor = float(np.vdot(array, expected) / np.vdot(expected, expected))
+    if abs(factor - 1) > 1e-6 and np.allclose(array, factor * expected, rtol=1e-5, atol=1e-9):
+        return [f"it is the right answer times {factor:.6g}: a factor is missing or extra"]
+    hint = _axis_order_hint(array, expected, axes)
+    return [hint] if hint else []
+
+
+# ---------------------------------------------------------------- finite differences
+
+
+def numerical_gradient(loss: Callable[[np.ndarray], float], x, h: float = 1e-6) -> np.ndarray:
+    """Central differences (loss(x + h e_i) - loss(x - h e_i)) / 2h for every element of x.
+
+    x [...] float64 -> gradient [...]. Entries of x that are not finite (e.g. masked
+    -inf scores) are constants: their gradient is 0.
+    """
+    x = np.array(x, dtype=np.float64, copy=True)
+    grad = np.zeros_like(x)
+    flat, flat_grad = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        if not np.isfinite(flat[i]):
+            continue
+        saved = flat[i]
+        flat[i] = saved + h
+        plus = loss(x)
+        flat[i] = saved - h
+        minus = loss(x)
+        flat[i] = saved
+        flat_grad[i] = (plus - minus) / (2 * h)
+    return grad
+
+
+# ---------------------------------------------------------------- registry
+
+
+_REGISTRY: dict = {}
+
+
+def register(exercise: Exercise) -> Exercise:
+    """Add an exercise (done at import of tinyinduction/exercises/lessonNN.py)."""
+    known = _REGISTRY.get(exercise.name)
+    if known is not None and known is not exercise and known.lesson != exercise.lesson:
+        raise ValueError(f"exercise name {exercise.name!r} is used by lessons {known.lesson} "
+                         f"and {exercise.lesson}; names must be unique")
+    _REGISTRY[exercise.name] = exercise
+    return exercise
+
+
+def load_all() -> dict:
+    """Import every tinyinduction/exercises/lessonNN.py module; return {name: Exercise}."""
+    from tinyinduction import exercises as package
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name.startswith("lesson"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+    return dict(_REGISTRY)
+
+
+def get_exercise(name: str) -> Exercise:
+    registry = load_all()
+    if not isinstance(name, str) or name not in registry:
+        close = difflib.get_close_matches(str(name), list(registry), n=3)
+        raise KeyError(f"no exercise named {name!r}" + (f"; did you mean {close}?" if close
+                       else f"; exercises: {sorted(registry)}"))
+    return registry[name]
+
+
+def exercises_of(lesson: str) -> list:
+    """The exercises of one lesson ("01"), in their order of declaration."""
+    return [ex for ex in load_all().values() if ex.lesson == lesson]
+
+
+def solution_location(exercise: Exercise) -> str:
+    solution = inspect.unwrap(exercise.solution)
+    module = getattr(solution, "__module__", "?")
+    return f"{module}.{getattr(solution, '__qualname__', getattr(solution, '__name__', '?'))}"
+
+
+# ---------------------------------------------------------------- student-facing
+
+
+def check(name: str, student: Callable, raise_on_failure: bool = True) -> CheckResult:
+    """Run exercise `name`'s check on the student's function and print the verdict.
+
+    On failure, prints what is wrong (which case, which shape or element, how far off)
+    and raises ExerciseFailed, so running a lesson top to bottom stops at the first
+    exercise that is not done yet. raise_on_failure=False only prints.
+    """
+    result = get_exercise(name).run(student)
+    print(result)
+    if not result.passed and raise_on_failure:
+        raise ExerciseFailed(f"exercise {name} is not right yet (details printed above)")
+    return result
+
+
+def show_solution(name: str) -> str:
+    """Print (and return) the source of the package's function that solves exercise `name`."""
+    exercise = get_exercise(name)
+    try:
+        source = inspect.getsource(inspect.unwrap(exercise.solution))
+    except (OSError, TypeError):
+        source = f"(source not available) {solution_location(exercise)}"
+    text = f"# the solution of exercise {name}: {solution_location(exercise)}\n{source}"
+    print(text)
+    return text
+
+
+def signature_without_annotations(function: Callable) -> str:
+    """'(dpattern, pattern)' from a function, without type annotations."""
+    sig = inspect.signature(function)
+    params = [p.replace(annotation=inspect.Parameter.empty) for p in sig.parameters.values()]
+    return str(sig.replace(parameters=params, return_annotation=inspect.Signature.empty))
+
+
+def stub_source(exercise: Exercise) -> str:
+    """The function the exercise version of a lesson gives the student to fill in."""
+    doc = exercise.docstring.replace('"""', "'''")
+    body = "\n".join(("    " + line).rstrip() for line in doc.splitlines())
+    return (f"def {exercise.name}{signature_without_annotations(exercise.solution)}:\n"
+            f'    """{body.lstrip()}\n    """\n'
+            f"    # your code here: replace the next line\n"
+            f"    raise NotImplementedError(\"exercise {exercise.name}: write this function, "
+            f"then run this cell again\")\n")
+
