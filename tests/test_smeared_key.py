@@ -62,3 +62,44 @@ def test_smear_key_limits_and_purity():
     np.testing.assert_allclose(shift[:, 1:], k[:, :-1])
     np.testing.assert_array_equal(k, frozen)                   # pure: input untouched
     assert ops.smear_key_forward(k.astype(np.float32), np.zeros(3))[0].dtype == np.float32
+
+
+# ---------------------------------------------------------------- the whole model with a smeared key
+
+from test_model_gradients import Setup, check_activation_grads, check_param_grads, setups  # noqa: E402
+
+from tinyinduction.config import ModelConfig  # noqa: E402
+from tinyinduction.model import TokenBatch, hook_names, init_params, run_with_cache  # noqa: E402
+
+
+def smeared(setup):
+    """The same drawn model and batch with a smeared key and non-trivial alphas."""
+    config = setup.config.replace(smeared_key=True)
+    params = dict(setup.params)
+    for layer in range(config.n_layers):
+        params[f"blocks.{layer}.attn.smear_alpha"] = setup.rng.normal(0.0, 1.5, config.n_heads)
+    return Setup(config, params, setup.batch, setup.rng)
+
+
+@given(setup=setups(max_layers=2).map(smeared))
+def test_model_gradients_with_smeared_key_match_finite_differences(setup):
+    grads = check_param_grads(setup)
+    assert any(np.abs(grads[f"blocks.{l}.attn.smear_alpha"]).max() > 1e-6
+               for l in range(setup.config.n_layers))
+    check_activation_grads(setup)
+
+
+def test_smeared_key_config_params_and_cache():
+    config = ModelConfig(n_layers=2, n_heads=3, d_model=8, d_head=4, input_kind="tokens",
+                         d_vocab=7, n_ctx=6, smeared_key=True, dtype="float64")
+    params = init_params(config, 0)
+    assert params["blocks.1.attn.smear_alpha"].shape == (3,)
+    assert np.all(params["blocks.0.attn.smear_alpha"] == 0.0)          # sigmoid(0) = 1/2 at start
+    batch = TokenBatch(np.arange(12).reshape(2, 6) % 7, np.ones((2, 6), np.int64))
+    cache = run_with_cache(params, config, batch)
+    assert "blocks.0.attn.hook_smeared_k" in hook_names(config)
+    rot_k, smeared_k = cache["blocks.0.attn.hook_rot_k"], cache["blocks.0.attn.hook_smeared_k"]
+    np.testing.assert_allclose(smeared_k[:, 1:], 0.5 * rot_k[:, 1:] + 0.5 * rot_k[:, :-1])
+    assert "blocks.0.attn.hook_smeared_k" not in hook_names(config.replace(smeared_key=False))
+    with pytest.raises(ValueError, match="smeared_key"):
+        config.replace(smeared_key="yes")

@@ -74,6 +74,7 @@ class ModelConfig(_Replaceable):
     n_labels: int = 5               # fewshot: label vocabulary, also the output size
     d_vocab: int = 0                # tokens: input vocabulary (and output size)
     n_ctx: int = 5                  # longest sequence (the learned position table's length)
+    smeared_key: bool = False       # Olsson et al.: key_j = s k_j + (1 - s) k_{j-1}, s = sigmoid(alpha) per head
 
     def __post_init__(self):
         name = "ModelConfig"
@@ -98,6 +99,9 @@ class ModelConfig(_Replaceable):
         else:
             if not isinstance(self.d_vocab, int) or self.d_vocab < 2:
                 _fail(name, "d_vocab", self.d_vocab, "token inputs need a vocabulary of at least 2")
+        if type(self.smeared_key).__name__ not in ("bool", "bool_"):
+            _fail("ModelConfig", "smeared_key", self.smeared_key, "must be True or False")
+        object.__setattr__(self, "smeared_key", bool(self.smeared_key))
 
     @property
     def n_outputs(self) -> int:

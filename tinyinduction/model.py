@@ -78,6 +78,8 @@ def _param_shapes(config: ModelConfig) -> tuple:
         for w in ("W_Q", "W_K", "W_V"):
             shapes[p + "attn." + w] = (c.n_heads, c.d_model, c.d_head)
         shapes[p + "attn.W_O"] = (c.n_heads, c.d_head, c.d_model)
+        if c.smeared_key:
+            shapes[p + "attn.smear_alpha"] = (c.n_heads,)
     if c.layernorm:
         shapes["ln_final.w"] = (c.d_model,)
         shapes["ln_final.b"] = (c.d_model,)
@@ -93,7 +95,7 @@ def init_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     params = {}
     for name, shape in param_shapes(config).items():
         leaf = name.rsplit(".", 1)[1]
-        if leaf in ("b_exemplar", "b_U", "b"):
+        if leaf in ("b_exemplar", "b_U", "b", "smear_alpha"):   # smear_alpha 0: sigmoid 1/2
             value = np.zeros(shape)
         elif leaf == "w":
             value = np.ones(shape)
@@ -149,6 +151,8 @@ def hook_names(config: ModelConfig) -> list[str]:
         names += [b + "attn.hook_q", b + "attn.hook_k", b + "attn.hook_v"]
         if config.positional == "rope":
             names += [b + "attn.hook_rot_q", b + "attn.hook_rot_k"]
+        if config.smeared_key:
+            names.append(b + "attn.hook_smeared_k")
         names += [b + "attn.hook_attn_scores", b + "attn.hook_pattern", b + "attn.hook_z",
                   b + "attn.hook_result", b + "hook_attn_out", b + "hook_resid_post"]
     if config.layernorm:
@@ -343,6 +347,9 @@ def _layer_forward(run: _Forward, layer, resid):
         q = run.site(b + "attn.hook_rot_q", q, "head_vec")
         k, _ = ops.rope_forward(k, cos, signed_sin)
         k = run.site(b + "attn.hook_rot_k", k, "head_vec")
+    if c.smeared_key:
+        k, saved["smear"] = ops.smear_key_forward(k, p[b + "attn.smear_alpha"])
+        k = run.site(b + "attn.hook_smeared_k", k, "head_vec")
     scores, saved["scores"] = ops.attention_scores_forward(
         q, k, 1.0 / np.sqrt(c.d_head), _causal_mask(n_positions))
     scores = run.site(b + "attn.hook_attn_scores", scores, "pattern")
@@ -492,6 +499,9 @@ def _layer_backward(bw: _Backward, layer, d_resid_post, grads):
     d_scores = bw.site(b + "attn.hook_attn_scores", ops.softmax_backward(d_pattern, saved["softmax"]),
                        "pattern")
     dq, dk = ops.attention_scores_backward(d_scores, saved["scores"])
+    if c.smeared_key:
+        dk = bw.site(b + "attn.hook_smeared_k", dk, "head_vec")
+        dk, grads[b + "attn.smear_alpha"] = ops.smear_key_backward(dk, saved["smear"])
     if c.positional == "rope":
         dq = ops.rope_backward(bw.site(b + "attn.hook_rot_q", dq, "head_vec"), saved["rope"])
         dk = ops.rope_backward(bw.site(b + "attn.hook_rot_k", dk, "head_vec"), saved["rope"])
