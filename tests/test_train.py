@@ -10,6 +10,7 @@ import pytest
 from tinyinduction.clamp import Clamp
 from tinyinduction.cli import main
 from tinyinduction.config import preset
+from tinyinduction.tasks.fewshot import FewShotTask
 from tinyinduction.train import TrainingDiverged, load_checkpoint, load_params, train
 
 LN2 = math.log(2)
@@ -112,9 +113,30 @@ def test_ctrl_c_stops_between_steps_and_saves(tmp_path):
 
 def test_non_finite_loss_stops_with_the_step_named(tmp_path):
     model, task, train_config = _short(steps=50)
-    poison = Clamp("hook_logits", np.nan, np.s_[:, -1, 0])
-    with pytest.raises(TrainingDiverged, match="at step 1"):
+    poison = Clamp("hook_logits", np.inf, np.s_[:, -1, :])   # inf - inf = NaN in the loss
+    # the clamp also poisons the evaluation at step 0, which is where it is caught
+    with pytest.raises(TrainingDiverged, match="at step 0.*no checkpoint with finite parameters"):
         train(model, task, train_config, out_dir=tmp_path, clamps=[poison], log=quiet)
+    assert not list(tmp_path.rglob("*.npz"))
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
+    # without evaluations in the way, the training loss is caught at the first step
+    with pytest.raises(TrainingDiverged, match="training loss became non-finite .* at step 1"):
+        train(model, task, train_config, clamps=[poison], log=quiet,
+              task=_EvalFree(FewShotTask(task)))
+
+
+class _EvalFree:
+    """A few-shot task without evaluation sets (the protocol allows an empty dict)."""
+
+    def __init__(self, task):
+        self.task, self.config, self.features = task, task.config, task.features
+        self.feature_dim, self.n_labels = task.feature_dim, task.n_labels
+
+    def sample(self, rng, batch_size):
+        return self.task.sample(rng, batch_size)
+
+    def eval_sets(self):
+        return {}
 
 
 def test_unreadable_checkpoint_is_a_clear_error(tmp_path):

@@ -1,32 +1,85 @@
 """Command line: python -m tinyinduction {demo, train, bench, toy} ...
 
     demo    the paper's network for the paper's 31,250 steps, a figure and a summary
-    train   a training run that writes config.json, history.json and checkpoints
+    train   a training run that writes run.json, config.json, history.json and checkpoints
     bench   milliseconds per training step (forward, backward, Adam)
     toy     the three-subcircuit toy model (see tinyinduction/toy.py)
+
+Adding a command: write `_add_<name>(subparsers)` that registers a parser whose
+defaults hold `func=cmd_<name>`, and append it to COMMANDS. cmd_<name>(args) returns an
+exit code; whatever it raises goes through main's one error path:
+
+    0    success
+    1    the system failed: a file-system error (disk full, permission, missing file)
+         or out of memory
+    2    bad input: an invalid argument, config, path or feature file, or an output
+         directory that holds another run (ValueError, TypeError, usage errors)
+    3    training diverged (a non-finite loss, gradient, parameter or evaluation loss)
+    4    an internal error (a bug: please report it; TINYINDUCTION_TRACEBACK=1 shows where)
+    130  interrupted by Ctrl-C (SIGINT); the run was saved and can be resumed
+    143  stopped by SIGTERM; the run was saved and can be resumed
+
+Every error is one line on stderr, `error: ...`, with no traceback.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
+import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from .config import PRESETS, preset
+from .runs import check_output_dir, check_output_file
 from .train import TrainingDiverged
 
+EXIT_OK, EXIT_SYSTEM, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_BUG = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+FIGURE_TYPES = ("png", "pdf", "svg")
+
+
+class UsageError(ValueError):
+    """A command-line argument argparse refused."""
+
+
+class Terminated(BaseException):
+    """SIGTERM outside a training loop (inside one, training stops between steps)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):            # one line through main, not usage + exit
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def interrupted_exit_code(result) -> int:
+    """0 for a finished TrainResult, 130 after Ctrl-C, 143 after SIGTERM."""
+    if not result.interrupted:
+        return EXIT_OK
+    return EXIT_TERMINATED if result.stopped_by == "SIGTERM" else EXIT_INTERRUPTED
+
+
+# ---------------------------------------------------------------- train and demo
+
+
 def _train_configs(args):
-    model, task, train = preset(args.preset)
+    """(model, task config, train config, task): the preset with the options applied, and
+    the few-shot task built from it; d_feature follows the feature table (--features)."""
+    from .tasks.fewshot import FewShotTask
+    from .train import fit_model_to_task
+    model, task_config, train_config = preset(args.preset)
     changes = {k: v for k, v in (("seed", args.seed), ("steps", args.steps), ("lr", args.lr),
                                  ("batch_size", args.batch_size), ("eval_every", args.eval_every),
                                  ("checkpoint_every", args.checkpoint_every),
                                  ("log_every", args.log_every)) if v is not None}
-    train = train.replace(**changes)
+    train_config = train_config.replace(**changes)
     if args.features is not None:
-        task = dataclasses.replace(task, features=args.features)
-    return model, task, train
+        task_config = dataclasses.replace(task_config, features=args.features)
+    task = FewShotTask(task_config)
+    return fit_model_to_task(model, task), task_config, train_config, task
 
 
 def _add_run_options(parser, default_seed=None):
@@ -39,27 +92,39 @@ def _add_run_options(parser, default_seed=None):
     parser.add_argument("--checkpoint-every", type=int)
     parser.add_argument("--log-every", type=int, help="steps between progress lines (0 = silent)")
     parser.add_argument("--features", help="a .npy feature table (classes, exemplars, dim) "
-                                           "instead of the built-in stand-in")
+                                           "instead of the built-in stand-in; any dim")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="move a run already in the output directory aside (to <dir>.old) "
+                             "and start again; nothing is deleted")
 
 
 def cmd_train(args) -> int:
     from .train import train
-    model, task, train_config = _train_configs(args)
+    out = check_output_dir(args.out, "--out")
+    model, task_config, train_config, task = _train_configs(args)
     print(f"training {args.preset}: {train_config.steps} steps, seed {train_config.seed}, "
-          f"writing to {args.out}")
+          f"writing to {out}")
     started = time.perf_counter()
-    result = train(model, task, train_config, out_dir=args.out, resume=args.resume)
-    print(f"done in {time.perf_counter() - started:.1f} s; history in {Path(args.out) / 'history.json'}")
-    return 130 if result.interrupted else 0
+    resume = args.resume
+    if resume is not None and resume != "auto":
+        resume = Path(resume)
+    result = train(model, task_config, train_config, out_dir=out, resume=resume, task=task,
+                   overwrite=args.overwrite)
+    if not result.interrupted:
+        print(f"done in {time.perf_counter() - started:.1f} s; history in {out / 'history.json'}")
+    return interrupted_exit_code(result)
 
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    model, task, train_config = _train_configs(args)
-    suffix = "" if args.preset == "paper" else f"_{args.preset}"   # never overwrite the paper run
-    out = Path(args.out or f"runs/demo{suffix}")
-    figure = Path(args.figure or f"figures/demo{suffix}.png")
-    return run_demo(model, task, train_config, out, figure, args.preset)
+    suffix = "" if args.preset == "paper" else f"_{args.preset}"   # never mix presets
+    out = check_output_dir(args.out if args.out is not None else f"runs/demo{suffix}", "--out")
+    figure = check_output_file(args.figure if args.figure is not None else f"figures/demo{suffix}.png",
+                               "--figure", FIGURE_TYPES)
+    model, task_config, train_config, task = _train_configs(args)
+    result = run_demo(model, task_config, train_config, out, figure, args.preset, task=task,
+                      overwrite=args.overwrite)
+    return interrupted_exit_code(result)
 
 
 def cmd_bench(args) -> int:
@@ -73,48 +138,120 @@ def cmd_bench(args) -> int:
               f"per training step (forward + backward + Adam; min {result['ms_min']:.3f}, "
               f"{result['repeats']} steps, batches sampled beforehand); the step's matrix "
               f"products alone: {result['ms_matmuls_only']:.3f} ms")
-    return 0
+    return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tinyinduction",
-                                     description="A NumPy-only laboratory for induction heads.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_toy(args) -> int:
+    from .toy import run_cli
+    return run_cli(args.toy_args)
 
+
+# ---------------------------------------------------------------- the parser
+
+
+def _add_demo(sub):
     p = sub.add_parser("demo", help="paper preset, full run, figure and summary")
     _add_run_options(p, default_seed=5)
-    p.add_argument("--out", help="run directory (default runs/demo, or runs/demo_<preset>)")
+    p.add_argument("--out", help="run directory (default runs/demo, or runs/demo_<preset>); "
+                                 "a finished demo there is reused, an interrupted one continued")
     p.add_argument("--figure", help="default figures/demo.png, or figures/demo_<preset>.png")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train and write config.json, history.json, checkpoints/")
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train and write run.json, history.json, checkpoints/")
     _add_run_options(p)
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--resume", help="checkpoint to continue from")
+    p.add_argument("--resume", help="a checkpoint to continue from, or 'auto': continue the "
+                                    "run in --out (or reuse it if finished, or start it)")
     p.set_defaults(func=cmd_train)
 
+
+def _add_bench(sub):
     p = sub.add_parser("bench", help="milliseconds per training step")
     p.add_argument("--preset", choices=PRESETS, default="paper")
     p.add_argument("--repeats", type=int, default=500, help="timed steps (default 500)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
 
+
+def _add_toy(sub):
     p = sub.add_parser("toy", help="the toy three-subcircuit model", add_help=False)
-    p.set_defaults(func=None)
+    p.add_argument("toy_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_toy)
+
+
+COMMANDS = [_add_demo, _add_train, _add_bench, _add_toy]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m tinyinduction",
+                     description="A NumPy-only laboratory for induction heads.",
+                     epilog="exit codes: 0 ok, 1 system (disk, memory), 2 bad input, 3 diverged, "
+                            "4 internal error, 130 Ctrl-C, 143 SIGTERM")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 
+# ---------------------------------------------------------------- the one error path
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, MemoryError):
+        return f"out of memory{': ' + text if text else ''} (try a smaller --batch-size or preset)"
+    if isinstance(error, OSError) and not text:
+        return type(error).__name__
+    return text or type(error).__name__
+
+
+class _SigtermRaises:
+    """SIGTERM raises Terminated while a command runs (training loops catch it first)."""
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:             # not the main thread
+            self._previous = None
+        return self
+
+    @staticmethod
+    def _handle(signum, frame):
+        raise Terminated
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
 def main(argv=None) -> int:
+    """Run one command; every failure is one line on stderr and an exit code (above)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "toy":           # the toy model parses its own options
-        from .toy import run_cli
-        return run_cli(argv[1:])
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ValueError as error:              # bad input: one line, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
+    code, message, caught = EXIT_OK, None, None
+    with _SigtermRaises():
+        try:
+            if argv[:1] == ["toy"]:           # the toy model parses its own options
+                from .toy import run_cli
+                return run_cli(argv[1:])
+            args = build_parser().parse_args(argv)
+            return args.func(args)
+        except (ValueError, TypeError) as error:
+            code, message, caught = EXIT_BAD_INPUT, _one_line(error), error
+        except TrainingDiverged as error:
+            code, message, caught = EXIT_DIVERGED, _one_line(error), error
+        except (OSError, MemoryError) as error:
+            code, message, caught = EXIT_SYSTEM, _one_line(error), error
+        except KeyboardInterrupt as error:
+            code, message, caught = EXIT_INTERRUPTED, "interrupted (Ctrl-C)", error
+        except Terminated as error:
+            code, message, caught = EXIT_TERMINATED, "stopped by SIGTERM", error
+        except Exception as error:
+            code, caught = EXIT_BUG, error
+            message = (f"internal error, please report it: {type(error).__name__}: {_one_line(error)}"
+                       " (TINYINDUCTION_TRACEBACK=1 shows where)")
+    if os.environ.get("TINYINDUCTION_TRACEBACK"):
+        traceback.print_exception(caught)
+    print(f"error: {message}", file=sys.stderr)
+    return code

@@ -7,7 +7,11 @@ one-line ValueError naming the field, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
+
+import numpy as np
 
 from .tasks.fewshot import TaskConfig
 
@@ -20,18 +24,51 @@ def _fail(owner, field, value, allowed):
     raise ValueError(f"{owner}.{field} = {value!r} is invalid: {allowed}")
 
 
-def _positive_int(owner, field, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        _fail(owner, field, value, "must be a positive integer")
+def _set(config, field, value):
+    object.__setattr__(config, field, value)   # frozen dataclass: store the normalised value
 
 
-def _positive_float(owner, field, value):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        _fail(owner, field, value, "must be a positive number")
+def _integer(config, field, minimum, allowed=None):
+    """An integer >= minimum (NumPy integers accepted and stored as int; booleans refused)."""
+    value = getattr(config, field)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        default = "must be a positive integer" if minimum == 1 else f"must be an integer >= {minimum}"
+        _fail(type(config).__name__, field, value, allowed or default)
+    _set(config, field, int(value))
+
+
+def _real(config, field, low, high=math.inf, low_open=True, high_open=True, allowed=None):
+    """A finite real number in the interval (stored as float; booleans and NaN/inf refused)."""
+    value = getattr(config, field)
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        _fail(type(config).__name__, field, value, allowed or "must be a finite positive number")
+    _set(config, field, float(value))
+
+
+def _choice(config, field, choices):
+    value = getattr(config, field)
+    if not isinstance(value, str) or value not in choices:
+        _fail(type(config).__name__, field, value, f"allowed: {choices}")
+    _set(config, field, str(value))
+
+
+def require_config(value, cls, argument: str):
+    """Raise a TypeError naming `argument` unless value is a `cls` (e.g. a plain dict)."""
+    if not isinstance(value, cls):
+        hint = f"; build one with {cls.__name__}.from_dict(d)" if isinstance(value, dict) else ""
+        raise TypeError(f"{argument} = {value!r:.80}: must be a {cls.__name__}, "
+                        f"not {type(value).__name__}{hint}")
+    return value
 
 
 def config_from_dict(cls, data: dict):
     """Rebuild any of the config dataclasses from its JSON dict (validated again)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__}.from_dict: data = {data!r:.80} must be a dict, "
+                        f"not {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -46,6 +83,11 @@ def config_from_dict(cls, data: dict):
 class _Replaceable:
     def replace(self, **changes):
         """A copy with some fields changed (validated again)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.replace: unknown fields {unknown}; "
+                            f"allowed: {sorted(known)}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self):
@@ -77,28 +119,30 @@ class ModelConfig(_Replaceable):
     smeared_key: bool = False       # Olsson et al.: key_j = s k_j + (1 - s) k_{j-1}, s = sigmoid(alpha) per head
 
     def __post_init__(self):
-        name = "ModelConfig"
         for field in ("n_layers", "n_heads", "d_model", "d_head", "n_ctx"):
-            _positive_int(name, field, getattr(self, field))
-        if self.positional not in POSITIONAL_KINDS:
-            _fail(name, "positional", self.positional, f"allowed: {POSITIONAL_KINDS}")
+            _integer(self, field, 1)
+        _choice(self, "positional", POSITIONAL_KINDS)
         if self.positional == "rope" and self.d_head % 2:
-            _fail(name, "d_head", self.d_head, "RoPE rotates pairs of features, so d_head must be even")
-        _positive_float(name, "rope_base", self.rope_base)
-        _positive_float(name, "layernorm_eps", self.layernorm_eps)
-        if not isinstance(self.layernorm, bool):
-            _fail(name, "layernorm", self.layernorm, "must be True or False")
-        if self.dtype not in DTYPES:
-            _fail(name, "dtype", self.dtype, f"allowed: {DTYPES}")
-        if self.input_kind not in INPUT_KINDS:
-            _fail(name, "input_kind", self.input_kind, f"allowed: {INPUT_KINDS}")
-        if self.input_kind == "fewshot":
-            _positive_int(name, "d_feature", self.d_feature)
-            if not isinstance(self.n_labels, int) or self.n_labels < 2:
-                _fail(name, "n_labels", self.n_labels, "needs at least 2 labels")
-        else:
-            if not isinstance(self.d_vocab, int) or self.d_vocab < 2:
-                _fail(name, "d_vocab", self.d_vocab, "token inputs need a vocabulary of at least 2")
+            _fail("ModelConfig", "d_head", self.d_head,
+                  "RoPE rotates pairs of features, so d_head must be even")
+        _real(self, "rope_base", 0.0)
+        _real(self, "layernorm_eps", 0.0)
+        if not isinstance(self.layernorm, (bool, np.bool_)):
+            _fail("ModelConfig", "layernorm", self.layernorm, "must be True or False")
+        _set(self, "layernorm", bool(self.layernorm))
+        try:    # np.float32, np.dtype("float64") and the like name the same dtypes
+            if not isinstance(self.dtype, str):
+                _set(self, "dtype", np.dtype(self.dtype).name)
+        except TypeError:
+            pass
+        _choice(self, "dtype", DTYPES)
+        _choice(self, "input_kind", INPUT_KINDS)
+        fewshot = self.input_kind == "fewshot"
+        _integer(self, "d_feature", 1)
+        _integer(self, "n_labels", 2 if fewshot else 0,
+                 "needs at least 2 labels" if fewshot else None)
+        _integer(self, "d_vocab", 0 if fewshot else 2,
+                 None if fewshot else "token inputs need a vocabulary of at least 2")
         if type(self.smeared_key).__name__ not in ("bool", "bool_"):
             _fail("ModelConfig", "smeared_key", self.smeared_key, "must be True or False")
         object.__setattr__(self, "smeared_key", bool(self.smeared_key))
@@ -135,19 +179,14 @@ class TrainConfig(_Replaceable):
     log_every: int = 1000           # steps between progress lines (0 = silent)
 
     def __post_init__(self):
-        name = "TrainConfig"
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            _fail(name, "seed", self.seed, "must be a non-negative integer")
+        _integer(self, "seed", 0)
         for field in ("steps", "batch_size", "eval_every", "checkpoint_every"):
-            _positive_int(name, field, getattr(self, field))
-        if not isinstance(self.log_every, int) or self.log_every < 0:
-            _fail(name, "log_every", self.log_every, "must be a non-negative integer (0 = silent)")
-        _positive_float(name, "lr", self.lr)
-        _positive_float(name, "adam_eps", self.adam_eps)
+            _integer(self, field, 1)
+        _integer(self, "log_every", 0, "must be an integer >= 0 (0 = silent)")
+        _real(self, "lr", 0.0)
+        _real(self, "adam_eps", 0.0)
         for field in ("beta1", "beta2"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, float)) or not 0 <= value < 1:
-                _fail(name, field, value, "must be in [0, 1)")
+            _real(self, field, 0.0, 1.0, low_open=False, allowed="must be a number in [0, 1)")
 
     @classmethod
     def paper(cls, **changes) -> "TrainConfig":
@@ -172,4 +211,5 @@ def preset(name: str) -> tuple[ModelConfig, TaskConfig, TrainConfig]:
     raise ValueError(f"preset = {name!r}; allowed: {PRESETS}")
 
 
-__all__ = ["ModelConfig", "TrainConfig", "TaskConfig", "config_from_dict", "preset", "PRESETS"]
+__all__ = ["ModelConfig", "TrainConfig", "TaskConfig", "config_from_dict", "require_config",
+           "preset", "PRESETS"]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,46 +28,61 @@ def mean_patterns(params, model_config, batch, query_pair=0) -> np.ndarray:
 
 
 def summarise(history, wall_seconds) -> dict:
-    """Plateau level, phase-change step (paper convention), final losses and accuracies."""
-    phase = describe_history(history, loss_key="eval/train/loss", threshold=PAPER_THRESHOLD,
-                             interpolate=False)
+    """Plateau level, phase-change step (paper convention), final losses and accuracies.
+
+    However short the run: with too few evaluations to describe a phase change, "phase"
+    is None and "phase_note" says why."""
+    try:
+        phase, note = describe_history(history, loss_key="eval/train/loss",
+                                       threshold=PAPER_THRESHOLD, interpolate=False), ""
+    except ValueError as error:
+        phase, note = None, str(error)
     final = {key: values[-1] for key, values in history.items() if key.startswith(("eval/", "train/"))}
-    return {"phase": phase, "final": final, "wall_seconds": wall_seconds}
+    return {"phase": phase, "phase_note": note, "final": final, "wall_seconds": wall_seconds}
 
 
 def run_demo(model_config, task_config, train_config, out_dir: Path, figure: Path,
-             preset_name: str = "paper") -> int:
-    """Train, print a summary (next to the paper's numbers for the paper preset), draw."""
+             preset_name: str = "paper", task=None, overwrite=False, log=print):
+    """Train (or reuse a finished run in out_dir, or continue an interrupted one), print a
+    summary (next to the paper's numbers for the paper preset), draw. Returns the
+    TrainResult; an interrupted run is summarised and drawn as far as it got."""
     paper = preset_name == "paper"
-    print(f"tinyinduction demo: {model_config.n_layers} layers x {model_config.n_heads} heads, "
-          f"{train_config.steps:,} steps of {train_config.batch_size} sequences "
-          f"(seed {train_config.seed}), built-in stand-in features; run directory {out_dir}")
-    task = FewShotTask(task_config)
-    started = time.perf_counter()
-    result = train(model_config, task_config, train_config, out_dir=out_dir, task=task)
-    wall = time.perf_counter() - started
-    summary = summarise(result.history, wall)
+    log(f"tinyinduction demo: {model_config.n_layers} layers x {model_config.n_heads} heads, "
+        f"{train_config.steps:,} steps of {train_config.batch_size} sequences "
+        f"(seed {train_config.seed}), built-in stand-in features; run directory {out_dir}")
+    task = task or FewShotTask(task_config)
+    result = train(model_config, task_config, train_config, out_dir=out_dir, task=task,
+                   resume=None if overwrite else "auto", overwrite=overwrite, log=log)
+    history = result.history
+    wall = history["wall_time"][-1] if history.get("wall_time") else 0.0
+    summary = summarise(history, wall)
     phase, final = summary["phase"], summary["final"]
     patterns = mean_patterns(result.params, model_config, task.eval_sets()["train"])
-    demo_figure(result.history, patterns, phase, figure, task.n_context_pairs,
+    demo_figure(history, patterns, phase, figure, task.n_context_pairs,
                 title=f"Few-shot task, {preset_name} preset, seed {train_config.seed} "
-                      f"(built-in stand-in features, not Omniglot)")
-    change = phase.transition_time
-    print()
-    print("summary")
-    print(f"  plateau loss          {phase.plateau_level:.3f}  (ln 2 = {math.log(2):.3f}"
-          + (f"; paper ~{PAPER_PLATEAU_LOSS})" if paper else ")"))
-    if change is None:
-        print("  phase change          not reached (train-set loss never fell below 0.4 ln 2)")
+                      f"(built-in stand-in features, not Omniglot)"
+                      + (f", interrupted at step {result.step:,}" if result.interrupted else ""))
+    log("")
+    log("summary" + (f" (interrupted at step {result.step:,} of {train_config.steps:,}; run the "
+                     "same command again to continue)" if result.interrupted else ""))
+    if phase is None:
+        log(f"  phase change          not described: {summary['phase_note']}")
     else:
-        print(f"  phase change          step {change:,.0f} = {change * train_config.batch_size / 1e6:.2f}M "
-              f"sequences (first evaluation with loss < 0.4 ln 2"
-              + (f"; paper, seed 5, Omniglot features: ~{PAPER_PHASE_CHANGE_STEPS[0]:,}-"
-                 f"{PAPER_PHASE_CHANGE_STEPS[1]:,} steps)" if paper else ")"))
-    print(f"  final training loss   {final['train/loss']:.4f}, accuracy {final['train/acc']:.3f}")
-    for name in ("train", "relabel", "heldout_classes", "other_exemplars"):
-        print(f"  eval {name:<17s} loss {final[f'eval/{name}/loss']:.4f}  "
-              f"accuracy {final[f'eval/{name}/acc']:.3f}")
-    print(f"  wall time             {wall:.1f} s")
-    print(f"  figure                {figure}")
-    return 130 if result.interrupted else 0
+        change = phase.transition_time
+        log(f"  plateau loss          {phase.plateau_level:.3f}  (ln 2 = {math.log(2):.3f}"
+            + (f"; paper ~{PAPER_PLATEAU_LOSS})" if paper else ")"))
+        if change is None:
+            log("  phase change          not reached (train-set loss never fell below 0.4 ln 2)")
+        else:
+            log(f"  phase change          step {change:,.0f} = {change * train_config.batch_size / 1e6:.2f}M "
+                f"sequences (first evaluation with loss < 0.4 ln 2"
+                + (f"; paper, seed 5, Omniglot features: ~{PAPER_PHASE_CHANGE_STEPS[0]:,}-"
+                   f"{PAPER_PHASE_CHANGE_STEPS[1]:,} steps)" if paper else ")"))
+    log(f"  final training loss   {final['train/loss']:.4f}, accuracy {final['train/acc']:.3f}")
+    for key in final:
+        if key.startswith("eval/") and key.endswith("/loss"):
+            name = key[len("eval/"):-len("/loss")]
+            log(f"  eval {name:<17s} loss {final[key]:.4f}  accuracy {final[f'eval/{name}/acc']:.3f}")
+    log(f"  wall time             {wall:.1f} s (training time recorded in the history)")
+    log(f"  figure                {figure}")
+    return result

@@ -1,16 +1,29 @@
-"""Training: the loop, evaluation schedule, history, checkpoints, resume.
+"""Training: the loop, evaluation schedule, history, checkpoints, resume, and what happens
+when something goes wrong.
 
     result = train(model_config, task_config, train_config, out_dir="runs/x")
 
-writes out_dir/config.json, out_dir/history.json (a dict of equal-length lists) and
-out_dir/checkpoints/step_<N>.npz. Checkpoints hold parameters, Adam state, the data
-sampler's random state, the history so far and the configs, so a resumed run continues
-exactly as the uninterrupted one would. Ctrl-C stops between two steps and saves.
+writes a run directory (see runs.py): run.json (the run's identity and status),
+config.json, history.json (a dict of equal-length lists, rewritten atomically at every
+evaluation, strict JSON with null for NaN) and checkpoints/step_<N>.npz (checkpoint.py).
+A resumed run continues exactly as the uninterrupted one would.
+
+Stopping: Ctrl-C or SIGTERM stops between two steps and saves a checkpoint (a second
+signal during an evaluation stops at once, and still saves); any other exception saves
+the history and a checkpoint when the state allows, marks the run "failed", and is
+raised again. Divergence (a non-finite training loss, gradient, parameter or evaluation
+loss) stops the run without saving anything non-finite, and names the last checkpoint
+whose parameters are finite.
+
+Tasks: anything with .sample(rng, batch_size) -> batch, .eval_sets() -> {name: batch},
+and a data fingerprint (.fingerprint, or a .features array; see runs.data_fingerprint).
+Batches are few-shot batches (.exemplars, .labels, .target) or model.TokenBatch(tokens
+[B, T], targets [B, T], -1 = no loss). A task may check a model with
+.check_model(model_config); few-shot tasks are checked here.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import time
@@ -19,41 +32,76 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig, TaskConfig, TrainConfig
-from .model import check_params, init_params, loss_and_grads, loss_from_cache, run_with_cache
+from .checkpoint import load_checkpoint, load_params, save_checkpoint, validate_checkpoint
+from .clamp import clamps_for_rows
+from .config import ModelConfig, TaskConfig, TrainConfig, require_config
+from .model import TokenBatch, init_params, loss_and_grads, loss_from_cache, run_with_cache
 from .optim import Adam, flatten_grads, flatten_params
+from .runs import (CONFIG_FILE, HISTORY_FILE, RunDirectoryConflict, aside_name, check_output_dir,
+                   checkpoint_path, checkpoint_paths, describe_differences, identity_differences,
+                   is_empty_dir, looks_like_run, make_identity, move_aside, read_run,
+                   remove_temporaries, write_json, write_run)
 from .tasks.fewshot import FewShotTask
 
 EVAL_CHUNK = 1000   # sequences per forward pass during evaluation
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """A loss, gradient or parameter became NaN or infinite."""
 
 
 @dataclass
 class TrainResult:
+    """What train() returns. status: "finished" or "interrupted"; stopped_by: "SIGINT",
+    "SIGTERM" or None; step: the number of updates done."""
     params: dict
     history: dict
     interrupted: bool = False
     out_dir: Path | None = None
+    stopped_by: str | None = None
+    status: str = "finished"
+    step: int = 0
 
 
 # ---------------------------------------------------------------- evaluation
 
 
+def batch_size_of(batch) -> int:
+    """B, the number of sequences of a few-shot batch or a TokenBatch."""
+    if isinstance(batch, TokenBatch) or hasattr(batch, "tokens"):
+        return int(np.shape(batch.tokens)[0])
+    if hasattr(batch, "exemplars"):
+        return int(np.shape(batch.exemplars)[0])
+    raise TypeError(f"batch of type {type(batch).__name__}: expected a few-shot batch "
+                    "(.exemplars, .labels, .target) or a TokenBatch(tokens, targets)")
+
+
+def _loss_weight(batch) -> int:
+    """How many loss terms a batch has: one per sequence (few-shot) or per target >= 0."""
+    if isinstance(batch, TokenBatch) or hasattr(batch, "targets"):
+        return int((np.asarray(batch.targets) >= 0).sum())
+    return batch_size_of(batch)
+
+
 def evaluate(params, model_config: ModelConfig, batch, clamps=()) -> tuple[float, float]:
-    """(loss, accuracy) of params on a whole evaluation batch, in chunks."""
-    n = len(batch.target)
-    if n == 0:
-        return float("nan"), float("nan")
-    losses, accs, sizes = [], [], []
+    """(loss, accuracy) of params on a whole evaluation batch, in chunks of EVAL_CHUNK
+    sequences, averaged over loss terms; (nan, nan) for a batch without any."""
+    n = batch_size_of(batch)
+    losses, accs, weights = [], [], []
     for start in range(0, n, EVAL_CHUNK):
         chunk = type(batch)(*[np.asarray(field)[start:start + EVAL_CHUNK] for field in batch])
-        cache = run_with_cache(params, model_config, chunk, clamps)
+        weight = _loss_weight(chunk)
+        if weight == 0:
+            continue
+        # per-sequence clamp values (a graft from the whole set) are cut to the chunk
+        chunk_clamps = clamps if n <= EVAL_CHUNK else clamps_for_rows(
+            clamps, start, min(start + EVAL_CHUNK, n), n)
+        cache = run_with_cache(params, model_config, chunk, chunk_clamps)
         loss, acc = loss_from_cache(model_config, chunk, cache)
-        losses.append(loss), accs.append(acc), sizes.append(len(chunk.target))
-    return float(np.average(losses, weights=sizes)), float(np.average(accs, weights=sizes))
+        losses.append(loss), accs.append(acc), weights.append(weight)
+    if not weights:
+        return float("nan"), float("nan")
+    return float(np.average(losses, weights=weights)), float(np.average(accs, weights=weights))
 
 
 def evaluate_all(params, model_config, eval_sets: dict, clamps=()) -> dict:
@@ -64,83 +112,170 @@ def evaluate_all(params, model_config, eval_sets: dict, clamps=()) -> dict:
     return out
 
 
-# ---------------------------------------------------------------- checkpoints
+# ---------------------------------------------------------------- model, task, plan
 
 
-def _write_atomic(path: Path, write):
-    """Write through a temporary file and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-    os.replace(tmp, path)
+def check_model_fits_task(model_config: ModelConfig, task):
+    """task.check_model(model_config) if the task has it; the few-shot check otherwise."""
+    if hasattr(task, "check_model"):
+        task.check_model(model_config)
+    elif hasattr(task, "feature_dim") and hasattr(task, "n_labels"):
+        if model_config.input_kind != "fewshot" or model_config.d_feature != task.feature_dim \
+                or model_config.n_labels != task.n_labels:
+            raise ValueError(
+                f"model and task do not fit: the task has {task.feature_dim}-d features and "
+                f"{task.n_labels} labels; ModelConfig has input_kind={model_config.input_kind!r}, "
+                f"d_feature={model_config.d_feature}, n_labels={model_config.n_labels}")
 
 
-def save_checkpoint(path, params, optimizer: Adam, data_rng, history, accum, configs):
-    arrays = {f"param/{name}": value for name, value in params.items()}
-    arrays.update(optimizer.state())
-    arrays["accumulator"] = np.asarray(accum, dtype=np.float64)
-    arrays["data_rng"] = np.array(json.dumps(data_rng.bit_generator.state))
-    arrays["history"] = np.array(json.dumps(history))
-    arrays["configs"] = np.array(json.dumps(configs))
-    _write_atomic(Path(path), lambda handle: np.savez(handle, **arrays))
+def fit_model_to_task(model_config: ModelConfig, task) -> ModelConfig:
+    """The model config with d_feature taken from a few-shot task's feature table."""
+    if model_config.input_kind == "fewshot" and hasattr(task, "feature_dim"):
+        return model_config.replace(d_feature=int(task.feature_dim))
+    return model_config
 
 
-def load_checkpoint(path) -> dict:
-    """Read a checkpoint without unpickling; a clear error if it is not one."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            contents = {key: data[key] for key in data.files}
-    except FileNotFoundError:
-        raise ValueError(f"checkpoint {path}: no such file") from None
-    except Exception as error:   # zip/format errors come in many types
-        raise ValueError(f"checkpoint {path}: not a readable .npz checkpoint ({error})") from None
-    needed = {"adam.m", "adam.v", "adam.t", "accumulator", "data_rng", "history", "configs"}
-    missing = sorted(needed - set(contents))
-    if missing:
-        raise ValueError(f"checkpoint {path}: missing entries {missing}")
-    return {
-        "params": {k[len("param/"):]: v for k, v in contents.items() if k.startswith("param/")},
-        "optimizer": {k: contents[k] for k in ("adam.m", "adam.v", "adam.t")},
-        "accumulator": contents["accumulator"],
-        "data_rng": json.loads(str(contents["data_rng"])),
-        "history": json.loads(str(contents["history"])),
-        "configs": json.loads(str(contents["configs"])),
-    }
+def _resolve_task(task, task_config):
+    if task is None:
+        require_config(task_config, TaskConfig, "task_config")
+        return FewShotTask(task_config), task_config
+    for method in ("sample", "eval_sets"):
+        if not callable(getattr(task, method, None)):
+            raise TypeError(f"task = {task!r:.80}: a task needs .sample(rng, batch_size) and "
+                            ".eval_sets()")
+    if task_config is None:
+        task_config = getattr(task, "config", None)
+    if not dataclasses.is_dataclass(task_config) or isinstance(task_config, type):
+        raise TypeError(f"task_config = {task_config!r:.80}: must be the task's config "
+                        f"(a dataclass such as TaskConfig), not {type(task_config).__name__}")
+    if hasattr(task, "config") and task.config != task_config:
+        raise ValueError("task_config differs from the config the task was built from "
+                         f"({task.config}); pass the same one")
+    return task, task_config
 
 
-def load_params(path) -> tuple[dict, ModelConfig]:
-    """Parameters and model config from a checkpoint."""
+@dataclass
+class _Plan:
+    kind: str                  # "fresh", "resume" or "finished"
+    ckpt: dict | None = None   # a validated checkpoint for "resume" and "finished"
+    step: int = 0
+    move_aside: bool = False
+
+
+def _steps_below(train_config, step, where):
+    return ValueError(f"train_config.steps = {train_config.steps} (--steps) is below the step of "
+                      f"{where} ({step}): a run cannot be shortened; ask for {step} or more")
+
+
+def _checked(path, identity, model_config, train_config) -> tuple[dict, int]:
+    """Load and validate a checkpoint of this run; refuse with the differing field."""
     ckpt = load_checkpoint(path)
-    config = ModelConfig.from_dict(ckpt["configs"]["model"])
-    check_params(ckpt["params"], config)
-    return ckpt["params"], config
+    step = validate_checkpoint(ckpt, model_config)
+    if ckpt["identity"] is None:
+        raise ValueError(f"checkpoint {path} was written before runs recorded their identity, so "
+                         "it cannot be checked against this run; start a new run")
+    differences = identity_differences(ckpt["identity"], identity)
+    if differences:
+        raise ValueError(f"checkpoint {path} belongs to a different run ("
+                         + describe_differences(differences, "there", "here")
+                         + "); resume it with its own settings")
+    if step > train_config.steps:
+        raise _steps_below(train_config, step, f"checkpoint {path}")
+    return ckpt, step
 
 
-# ---------------------------------------------------------------- the loop
+def _plan(out_dir, identity, resume, overwrite, model_config, train_config, log) -> _Plan:
+    """Decide how the run starts; reads and validates, writes nothing."""
+    record = read_run(out_dir) if out_dir is not None and out_dir.is_dir() else None
+    if out_dir is not None and record is None and not is_empty_dir(out_dir):
+        if overwrite and looks_like_run(out_dir):
+            return _Plan("fresh", move_aside=True)
+        raise RunDirectoryConflict(
+            f"out_dir {str(out_dir)!r} is not empty and holds no run.json, so it is not a run "
+            "directory of this version; choose a new or empty directory"
+            + (" (--overwrite moves an old-style run aside)" if looks_like_run(out_dir) else ""))
+    same = record is not None and not identity_differences(record["identity"], identity)
+    where = f"out_dir {str(out_dir)!r}"
+    if record is not None and not same and not overwrite:
+        raise RunDirectoryConflict(
+            f"{where} holds a different run ("
+            + describe_differences(identity_differences(record["identity"], identity))
+            + "); use another --out, --resume auto with that run's settings to continue it, or "
+            f"--overwrite to move it aside to {aside_name(out_dir)}")
+    if overwrite:
+        return _Plan("fresh", move_aside=record is not None)
+
+    if resume is None:
+        if same:
+            raise RunDirectoryConflict(
+                f"{where} already holds this run ({record['status']}, last checkpoint at step "
+                f"{record['step']}); --resume auto continues or reuses it, --overwrite moves it "
+                f"aside to {aside_name(out_dir)} and starts again")
+        return _Plan("fresh")
+
+    if resume != "auto":
+        ckpt, step = _checked(Path(resume), identity, model_config, train_config)
+        return _Plan("resume", ckpt, step)
+
+    if record is None:
+        return _Plan("fresh")
+    for step, path in checkpoint_paths(out_dir):   # the latest checkpoint that checks out
+        try:
+            ckpt, step = _checked(path, identity, model_config, train_config)
+        except ValueError as error:
+            if "cannot be shortened" in str(error):
+                raise
+            log(f"skipping {path}: {error}")
+            continue
+        done = record["status"] == "finished" and step == train_config.steps
+        return _Plan("finished" if done else "resume", ckpt, step)
+    return _Plan("fresh")
 
 
-class _StopFlag:
-    """Turns Ctrl-C into a flag checked between steps, so no update is cut in half."""
+# ---------------------------------------------------------------- signals
+
+
+class _StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM become a flag checked between steps, so no update is
+    cut in half. A second signal inside `interruptible()` (an evaluation) raises
+    KeyboardInterrupt at once. Only the main thread can take signals; elsewhere this
+    does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.raised = False
-        self._previous = None
+        self.received = None         # name of the first signal
+        self._urgent = False
+        self._previous = {}
 
     def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:      # not in the main thread: Ctrl-C is not ours to catch
-            self._previous = None
+        for signum in self.SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:       # not the main thread
+                break
         return self
 
     def _handle(self, signum, frame):
-        self.raised = True
+        if self.received is None:
+            self.received = signal.Signals(signum).name
+        elif self._urgent:
+            raise KeyboardInterrupt
+
+    def interruptible(self):
+        stop = self
+
+        class _Scope:
+            def __enter__(self):
+                stop._urgent = True
+
+            def __exit__(self, *exc):
+                stop._urgent = False
+        return _Scope()
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def _format_eta(seconds):
@@ -148,109 +283,247 @@ def _format_eta(seconds):
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def train(model_config: ModelConfig, task_config: TaskConfig, train_config: TrainConfig,
-          out_dir=None, resume=None, clamps=(), task: FewShotTask | None = None,
-          log=print) -> TrainResult:
-    """Train a few-shot model; see the module docstring for what is written.
+# ---------------------------------------------------------------- the loop
 
-    resume: a checkpoint path; the run continues from it (configs must match).
-    clamps: Clamp objects active in every training step and every evaluation.
-    """
-    task = task or FewShotTask(task_config)
-    if model_config.input_kind != "fewshot" or model_config.d_feature != task.feature_dim \
-            or model_config.n_labels != task.n_labels:
-        raise ValueError(
-            f"model and task do not fit: the task has {task.feature_dim}-d features and "
-            f"{task.n_labels} labels; ModelConfig has input_kind={model_config.input_kind!r}, "
-            f"d_feature={model_config.d_feature}, n_labels={model_config.n_labels}")
-    tc = train_config
-    configs = {"model": model_config.to_dict(), "task": dataclasses.asdict(task_config),
-               "train": tc.to_dict()}
-    configs = json.loads(json.dumps(configs))   # as stored: tuples become lists
-    out_dir = Path(out_dir) if out_dir is not None else None
 
-    params = init_params(model_config, tc.seed)
-    data_rng = np.random.default_rng([tc.seed, 1])
-    flat, params = flatten_params(params)
-    names = list(params)
-    optimizer = Adam(flat.size, tc.lr, tc.beta1, tc.beta2, tc.adam_eps, dtype=flat.dtype)
-    history = {}
-    accum = np.zeros(3)          # running sums since the last evaluation: loss, acc, count
-    start_step = 0
-    if resume is not None:
-        ckpt = load_checkpoint(resume)
-        for kind in ("model", "task"):
-            if ckpt["configs"][kind] != configs[kind]:
-                raise ValueError(f"checkpoint {resume}: its {kind} config differs from this run's")
-        check_params(ckpt["params"], model_config)
-        for name in names:
-            params[name][...] = ckpt["params"][name]
-        optimizer.load_state(ckpt["optimizer"])
-        data_rng.bit_generator.state = ckpt["data_rng"]
-        history, accum = ckpt["history"], ckpt["accumulator"].copy()
-        start_step = optimizer.t
-        log(f"resumed from {resume} at step {start_step}")
-    eval_sets = task.eval_sets()
+class _Run:
+    """The state of one training run and the files it keeps up to date."""
 
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out_dir / "config.json", lambda h: h.write(json.dumps(configs, indent=2).encode()))
+    def __init__(self, model_config, train_config, task, clamps, out_dir, identity, configs, log):
+        self.model_config, self.tc, self.task, self.clamps = model_config, train_config, task, clamps
+        self.out_dir, self.identity, self.configs, self.log = out_dir, identity, configs, log
+        flat, params = flatten_params(init_params(model_config, train_config.seed))
+        self.flat, self.params, self.names = flat, params, list(params)
+        tc = train_config
+        self.optimizer = Adam(flat.size, tc.lr, tc.beta1, tc.beta2, tc.adam_eps, dtype=flat.dtype)
+        self.data_rng = np.random.default_rng([tc.seed, 1])
+        self.history, self.accum, self.step = {}, np.zeros(3), 0   # accum: loss, acc, count
+        self.saved_step = None          # step of the last checkpoint written in out_dir
+        self.eval_sets = None
 
-    def record(step, wall):
-        row = {"step": step, "sequences": step * tc.batch_size}
-        row.update(evaluate_all(params, model_config, eval_sets, clamps))
-        if accum[2] > 0:
-            row["train/loss"], row["train/acc"] = accum[0] / accum[2], accum[1] / accum[2]
+    def load(self, ckpt, step):
+        for name in self.names:
+            self.params[name][...] = ckpt["params"][name]
+        self.optimizer.load_state(ckpt["optimizer"])
+        self.data_rng.bit_generator.state = ckpt["data_rng"]
+        self.history = {k: list(v) for k, v in ckpt["history"].items()}
+        self.accum = np.array(ckpt["accumulator"], dtype=np.float64)
+        self.step = step
+
+    def due_for_evaluation(self, step):
+        return step % self.tc.eval_every == 0 or step == self.tc.steps
+
+    def record(self, wall, stop):
+        """Evaluate at self.step and append one history row (all or nothing)."""
+        with stop.interruptible():
+            evals = evaluate_all(self.params, self.model_config, self.eval_sets, self.clamps)
+        for name, batch in self.eval_sets.items():
+            loss = evals[f"eval/{name}/loss"]
+            if not np.isfinite(loss) and _loss_weight(batch) > 0:
+                raise TrainingDiverged(f"the evaluation loss on {name!r} became {loss} at step {self.step}")
+        row = {"step": self.step, "sequences": self.step * self.tc.batch_size, **evals}
+        if self.accum[2] > 0:
+            row["train/loss"], row["train/acc"] = self.accum[0] / self.accum[2], self.accum[1] / self.accum[2]
         else:   # step 0: nothing trained yet, report the fixed training set
-            row["train/loss"], row["train/acc"] = row["eval/train/loss"], row["eval/train/acc"]
+            row["train/loss"] = evals.get("eval/train/loss", float("nan"))
+            row["train/acc"] = evals.get("eval/train/acc", float("nan"))
         row["wall_time"] = wall
         for key, value in row.items():
-            history.setdefault(key, []).append(value)
-        accum[:] = 0
+            self.history.setdefault(key, []).append(value)
+        self.accum[:] = 0
+        self.write_history()
 
-    def save(step):
-        if out_dir is None:
+    def write_history(self):
+        if self.out_dir is not None:
+            write_json(self.out_dir / HISTORY_FILE, self.history)
+
+    def save(self):
+        """A checkpoint at self.step (never of non-finite parameters)."""
+        if self.out_dir is None or self.saved_step == self.step:
             return
-        save_checkpoint(out_dir / "checkpoints" / f"step_{step}.npz", params, optimizer,
-                        data_rng, history, accum, configs)
-        _write_atomic(out_dir / "history.json", lambda h: h.write(json.dumps(history).encode()))
+        if not np.isfinite(self.flat).all():
+            raise TrainingDiverged(f"the parameters are not finite at step {self.step}")
+        save_checkpoint(checkpoint_path(self.out_dir, self.step), self.params, self.optimizer,
+                        self.data_rng, self.history, self.accum, self.configs, self.identity, self.step)
+        self.saved_step = self.step
+        self.set_status("running")
 
-    t_start = time.perf_counter()
-    wall_before = history["wall_time"][-1] if history.get("wall_time") else 0.0
-    if start_step == 0:
-        record(0, 0.0)
-    step = start_step
-    interrupted = False
-    with _StopFlag() as stop:
-        while step < tc.steps:
-            batch = task.sample(data_rng, tc.batch_size)
-            loss, acc, grads, _ = loss_and_grads(params, model_config, batch, clamps)
-            if not np.isfinite(loss):
-                if out_dir is not None:
-                    _write_atomic(out_dir / "history.json", lambda h: h.write(json.dumps(history).encode()))
-                raise TrainingDiverged(
-                    f"loss became {loss} at step {step + 1}; the update was not applied; "
-                    f"last good checkpoint is the latest in {out_dir / 'checkpoints' if out_dir else '(none)'}")
-            optimizer.step(flat, flatten_grads(grads, names))
-            step += 1
-            accum += (loss, acc, 1)
-            wall = wall_before + time.perf_counter() - t_start
-            if step % tc.eval_every == 0 or step == tc.steps:
-                record(step, wall)
-            if tc.log_every and (step % tc.log_every == 0 or step == tc.steps):
-                rate = (step - start_step) / max(time.perf_counter() - t_start, 1e-9)
-                last = {k: v[-1] for k, v in history.items()}
-                log(f"step {step:>6}/{tc.steps} ({100 * step / tc.steps:3.0f}%)  "
-                    f"train loss {last['train/loss']:.3f} acc {last['train/acc']:.2f}  "
-                    f"relabel {last['eval/relabel/loss']:.3f}  held-out classes "
-                    f"{last['eval/heldout_classes/loss']:.3f}  |  {rate:,.0f} steps/s, "
-                    f"ETA {_format_eta((tc.steps - step) / rate)}")
-            if step % tc.checkpoint_every == 0 or step == tc.steps:
-                save(step)
-            if stop.raised:
-                interrupted = True
-                save(step)   # no extra history row: a resumed run matches an uninterrupted one
-                log(f"interrupted at step {step}: history and checkpoint saved"
-                    + (f" in {out_dir}" if out_dir else ""))
-                break
-    return TrainResult({n: params[n].copy() for n in names}, history, interrupted, out_dir)
+    def set_status(self, status, message=""):
+        if self.out_dir is not None:
+            write_run(self.out_dir, self.identity, status, self.saved_step, message)
+
+    def last_good_checkpoint(self) -> str:
+        if self.out_dir is None:
+            return "no checkpoint exists (no run directory)"
+        for step, path in checkpoint_paths(self.out_dir):
+            try:
+                params, _ = load_params(path)
+            except ValueError:
+                continue
+            if all(np.isfinite(value).all() for value in params.values()):
+                return f"the last checkpoint with finite parameters is {path}"
+        return f"no checkpoint with finite parameters exists in {self.out_dir}"
+
+    def progress(self, start_step, started):
+        tc, last = self.tc, {k: v[-1] for k, v in self.history.items()}
+        rate = (self.step - start_step) / max(time.perf_counter() - started, 1e-9)
+        evals = "  ".join(f"{key[5:-5]} {last[key]:.3f}" for key in last
+                          if key.startswith("eval/") and key.endswith("/loss"))
+        self.log(f"step {self.step:>6}/{tc.steps} ({100 * self.step / tc.steps:3.0f}%)  "
+                 f"train loss {last['train/loss']:.3f} acc {last['train/acc']:.2f}  |  eval loss "
+                 f"{evals}  |  {rate:,.0f} steps/s, ETA {_format_eta((tc.steps - self.step) / max(rate, 1e-9))}")
+
+
+def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out_dir=None,
+          resume=None, clamps=(), task=None, log=print, overwrite=False) -> TrainResult:
+    """Train a model on a task; see the module docstring for what is written.
+
+    task_config: the TaskConfig (or the config of the given task); with task=None the
+        few-shot task is built from it.
+    out_dir:   the run directory (None: nothing is written). A directory holding a
+        different run (identity, see runs.py) is refused with a RunDirectoryConflict
+        (a ValueError) that names the differing field; so is a second start of the same
+        run without resume.
+    resume:    None; a checkpoint path (its identity must match this run's in every field
+        but steps, checkpoint_every and log_every); or "auto": continue from the latest
+        valid checkpoint in out_dir if it holds an unfinished run of this identity, start
+        fresh if out_dir is absent or empty, and return at once (final parameters and
+        history) if the run there is finished. train_config.steps below the
+        checkpoint's step is an error.
+    clamps:    passed as given to every training step and every evaluation (opaque here).
+    overwrite: move a run already in out_dir aside (to <out_dir>.old, .old-2, ...) and
+        start fresh; never deletes anything. Cannot be combined with resume.
+    Returns a TrainResult; raises TrainingDiverged on divergence and re-raises any other
+    error after saving what can be saved.
+    """
+    model_config = require_config(model_config, ModelConfig, "model_config")
+    train_config = require_config(train_config, TrainConfig, "train_config")
+    task, task_config = _resolve_task(task, task_config)
+    check_model_fits_task(model_config, task)
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite = {overwrite!r}: must be True or False")
+    if resume is not None and not isinstance(resume, (str, os.PathLike)) or resume == "":
+        raise ValueError(f"resume = {resume!r}: must be None, 'auto' or a checkpoint path")
+    if overwrite and resume is not None:
+        raise ValueError(f"resume = {resume!r} and overwrite = True: overwrite starts the run "
+                         "again, resume continues it; choose one")
+    if not callable(log):
+        raise TypeError(f"log = {log!r}: must be a function taking one line of text")
+    out_dir = check_output_dir(out_dir, "out_dir") if out_dir is not None else None
+    if resume == "auto" and out_dir is None:
+        raise ValueError("resume = 'auto' needs an out_dir to look for the run in")
+    tc = train_config
+    if out_dir is not None or resume is not None:
+        identity = make_identity(model_config, task_config, tc, task, clamps)
+    else:
+        identity = None
+    plan = _plan(out_dir, identity, resume, overwrite, model_config, tc, log)
+    run = _Run(model_config, tc, task, clamps, out_dir, identity,
+               {k: identity[k] for k in ("model", "task", "train")} if identity else None, log)
+    if plan.kind in ("resume", "finished"):
+        run.load(plan.ckpt, plan.step)
+    if plan.kind == "finished":
+        log(f"{out_dir} holds this run, finished at step {plan.step}: nothing to do")
+        return TrainResult({n: run.params[n].copy() for n in run.names}, run.history, False,
+                           out_dir, None, "finished", plan.step)
+
+    if out_dir is not None:                         # everything checked: now take the directory
+        if plan.move_aside:
+            log(f"moved the previous run in {out_dir} to {move_aside(out_dir)}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(out_dir)
+        write_json(out_dir / CONFIG_FILE, run.configs, indent=2)
+        in_dir = plan.kind == "resume" and Path(plan.ckpt["path"]).resolve() == \
+            checkpoint_path(out_dir, plan.step).resolve()
+        run.saved_step = plan.step if in_dir else None
+        run.set_status("running")
+    if plan.kind == "resume":
+        log(f"resumed from {plan.ckpt['path']} at step {plan.step}")
+    run.eval_sets = task.eval_sets()
+    return _loop(run)
+
+
+def _loop(run: _Run) -> TrainResult:
+    tc, start_step = run.tc, run.step
+    started = time.perf_counter()
+    wall_before = run.history["wall_time"][-1] if run.history.get("wall_time") else 0.0
+    rng_before = None      # the sampler's state while a step is under way (None between steps)
+    with _StopSignals() as stop:
+        try:
+            if not run.history.get("step") or (run.history["step"][-1] < run.step
+                                               and run.due_for_evaluation(run.step)):
+                run.record(wall_before, stop)          # step 0, or an evaluation cut short
+            while run.step < tc.steps and stop.received is None:
+                rng_before = run.data_rng.bit_generator.state
+                batch = run.task.sample(run.data_rng, tc.batch_size)
+                loss, acc, grads, _ = loss_and_grads(run.params, run.model_config, batch, run.clamps)
+                flat_grads = flatten_grads(grads, run.names)
+                if not (np.isfinite(loss) and np.isfinite(flat_grads).all()):
+                    what = "loss" if not np.isfinite(loss) else "gradient"
+                    raise TrainingDiverged(f"the training {what} became non-finite (loss {loss}) at "
+                                           f"step {run.step + 1}; the update was not applied")
+                run.optimizer.step(run.flat, flat_grads)
+                run.step += 1
+                rng_before = None
+                if not np.isfinite(run.flat).all():
+                    raise TrainingDiverged(f"the parameters became non-finite at step {run.step}")
+                run.accum += (loss, acc, 1)
+                if run.due_for_evaluation(run.step):
+                    run.record(wall_before + time.perf_counter() - started, stop)
+                if tc.log_every and (run.step % tc.log_every == 0 or run.step == tc.steps):
+                    run.progress(start_step, started)
+                if run.step % tc.checkpoint_every == 0 or run.step == tc.steps:
+                    run.save()
+        except KeyboardInterrupt:        # a second signal during an evaluation
+            stop.received = stop.received or "SIGINT"
+            if rng_before is not None:
+                run.data_rng.bit_generator.state = rng_before
+        except TrainingDiverged as error:
+            run.write_history()
+            message = f"training diverged: {error}; {run.last_good_checkpoint()}"
+            run.set_status("failed", message)
+            raise TrainingDiverged(message) from None
+        except BaseException as error:
+            _save_after_error(run, error, rng_before)
+            raise
+        if stop.received is None:
+            run.save()                   # a finished run always has its last checkpoint
+            run.set_status("finished")
+            return TrainResult({n: run.params[n].copy() for n in run.names}, run.history, False,
+                               run.out_dir, None, "finished", run.step)
+        # stopped by a signal: the state is consistent at run.step; save it
+        run.write_history()
+        run.save()
+        run.set_status("interrupted", f"stopped by {stop.received} at step {run.step}")
+        run.log(f"interrupted at step {run.step} ({stop.received}): history and checkpoint saved"
+                + (f" in {run.out_dir}" if run.out_dir else ""))
+        return TrainResult({n: run.params[n].copy() for n in run.names}, run.history, True,
+                           run.out_dir, stop.received, "interrupted", run.step)
+
+
+def _save_after_error(run: _Run, error: BaseException, rng_before):
+    """After an exception: save the history and, if the state is whole, a checkpoint."""
+    if run.out_dir is None:
+        return
+    if rng_before is not None:           # the step never updated: undo its batch draw
+        run.data_rng.bit_generator.state = rng_before
+    saved, problems = [], []
+    for what, action in (("history", run.write_history), (f"checkpoint step_{run.step}", run.save)):
+        try:
+            action()
+            saved.append(what)
+        except Exception as second:
+            problems.append(f"{what} not saved ({type(second).__name__}: {second})")
+    cause = f"{type(error).__name__}: {error}".rstrip(": ")
+    message = f"stopped by {cause} at step {run.step}; " + ", ".join(
+        ([f"saved {' and '.join(saved)}"] if saved else []) + problems)
+    try:
+        run.set_status("failed", message)
+    except Exception:
+        pass
+    run.log(message)
+
+
+__all__ = ["train", "evaluate", "evaluate_all", "batch_size_of", "TrainResult", "TrainingDiverged",
+           "check_model_fits_task", "fit_model_to_task", "load_checkpoint", "load_params",
+           "save_checkpoint", "EVAL_CHUNK"]

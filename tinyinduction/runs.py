@@ -1,0 +1,323 @@
+"""Run directories: what a run is (its identity) and which run a directory belongs to.
+
+A run directory holds one run:
+
+    run.json                 {"identity": {...}, "status": ..., "step": ..., "message": ...}
+    config.json              the model, task and train configs (for people and older tools)
+    history.json             every evaluation so far (strict JSON: NaN and inf written as null)
+    checkpoints/step_<N>.npz parameters, Adam state, sampler state, history, identity
+
+identity (make_identity) is a JSON dict:
+
+    model      ModelConfig.to_dict()
+    task       the task's config as a dict (TaskConfig for the few-shot task)
+    train      TrainConfig.to_dict()
+    task_type  type(task).__name__, e.g. "FewShotTask"
+    clamps     tinyinduction.clamp.describe_clamps(clamps) (a JSON-able list)
+    features   the task's data fingerprint: for the few-shot task {"shape": [N, E, F],
+               "sha256": hash of the float32 feature table}; another task gives its own
+               as a .fingerprint attribute or method (data_fingerprint)
+    version    tinyinduction.__version__
+
+Two identities are the same run when they agree everywhere except the bookkeeping
+fields of the train config (BOOKKEEPING_FIELDS: steps, checkpoint_every, log_every),
+which do not change the trajectory: a finished run may be continued to more steps.
+
+status is "running" (being written now, or its process was killed), "finished",
+"interrupted" (Ctrl-C or SIGTERM; a checkpoint was saved) or "failed" (diverged or an
+error; `message` says what happened). `step` is the step of the last checkpoint saved
+(null before the first one).
+
+Every file is written through a temporary file (<name>.tmp) that is renamed into place,
+so a crash never leaves half a file; temporaries left by a killed process are removed
+when a run next opens its directory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.json"
+CHECKPOINT_DIR = "checkpoints"
+STATUSES = ("running", "finished", "interrupted", "failed")
+BOOKKEEPING_FIELDS = ("steps", "checkpoint_every", "log_every")
+IDENTITY_KEYS = ("model", "task", "train", "task_type", "clamps", "features", "version")
+_CHECKPOINT_NAME = re.compile(r"step_(\d+)\.npz")
+
+
+class RunDirectoryConflict(ValueError):
+    """The output directory holds another run (or something that is not a run)."""
+
+
+# ---------------------------------------------------------------- strict JSON, atomic files
+
+
+def to_jsonable(value):
+    """value with NaN/inf as None, NumPy scalars as Python numbers, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def strict_json(value, indent=None) -> str:
+    """RFC 8259 JSON: non-finite numbers become null (json.dumps would write NaN)."""
+    return json.dumps(to_jsonable(value), allow_nan=False, indent=indent)
+
+
+def write_atomic(path, write):
+    """Write through path.tmp and rename, so a crash never leaves half a file; the
+    temporary file is removed whatever goes wrong. write(handle) gets a binary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path, value, indent=None):
+    text = strict_json(value, indent).encode()
+    write_atomic(path, lambda handle: handle.write(text))
+
+
+def remove_temporaries(out_dir):
+    """Delete the <name>.tmp files our atomic writes leave when a process is killed."""
+    out_dir = Path(out_dir)
+    for folder in (out_dir, out_dir / CHECKPOINT_DIR):
+        if folder.is_dir():
+            for tmp in folder.glob("*.tmp"):
+                if tmp.is_file():
+                    tmp.unlink()
+
+
+def history_from_json(history):
+    """A history as stored (null for NaN) back to floats with NaN, as training keeps it."""
+    return {key: [float("nan") if v is None else v for v in values]
+            for key, values in history.items()}
+
+
+def load_history(path) -> dict:
+    """Read a history.json (a dict of equal-length lists; null read back as NaN)."""
+    return history_from_json(json.loads(Path(path).read_text()))
+
+
+# ---------------------------------------------------------------- output paths
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def _check_creatable(path: Path, what: str, kind: str):
+    """The nearest existing ancestor must be a directory we can write into."""
+    ancestor = _nearest_existing(path.parent if path != Path(".") else path)
+    if not ancestor.is_dir():
+        raise ValueError(f"{what} = {str(path)!r}: cannot create the {kind} because "
+                         f"{str(ancestor)!r} is a file, not a directory")
+    try:    # a real write: permission bits say nothing for root or read-only mounts
+        with tempfile.TemporaryFile(dir=ancestor, prefix=".tinyinduction-probe-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"{what} = {str(path)!r}: cannot write into {str(ancestor)!r} "
+                         f"({error.strerror or error})") from None
+
+
+def check_output_dir(path, what="out_dir") -> Path:
+    """A directory we can create or write into; a one-line ValueError otherwise."""
+    if not isinstance(path, (str, os.PathLike)) or not str(os.fspath(path)).strip():
+        raise ValueError(f"{what} = {path!r}: must name a directory (a non-empty path)")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} = {str(path)!r} is a file, not a directory")
+    _check_creatable(path / "x" if path.is_dir() else path, what, "directory")
+    return path
+
+
+def check_output_file(path, what="path", suffixes=None) -> Path:
+    """A file path we can write (its directory creatable), with one of `suffixes`."""
+    if not isinstance(path, (str, os.PathLike)) or not str(os.fspath(path)).strip():
+        raise ValueError(f"{what} = {path!r}: must name a file (a non-empty path)")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} = {str(path)!r} is a directory, not a file")
+    if suffixes is not None and path.suffix.lower().lstrip(".") not in suffixes:
+        raise ValueError(f"{what} = {str(path)!r}: the file type must be one of "
+                         f"{sorted(suffixes)} (from the name's suffix)")
+    _check_creatable(path, what, "file")
+    return path
+
+
+# ---------------------------------------------------------------- identity
+
+
+def describe_clamps(clamps) -> list:
+    """JSON-able description of the clamps (clamps are otherwise opaque here)."""
+    try:
+        from .clamp import describe_clamps as describe
+    except ImportError:        # older clamp.py: one string per clamp
+        return [str(clamp) for clamp in clamps]
+    return to_jsonable(describe(clamps))
+
+
+def data_fingerprint(task) -> dict:
+    """The task's data, for the run's identity: task.fingerprint (a JSON-able value, or a
+    method returning one) if the task has it, else its .features table's shape and a
+    SHA-256 of its float32 bytes (the few-shot task)."""
+    fingerprint = getattr(task, "fingerprint", None)
+    if fingerprint is not None:
+        return to_jsonable(fingerprint() if callable(fingerprint) else fingerprint)
+    features = getattr(task, "features", None)
+    if not isinstance(features, np.ndarray):
+        raise TypeError(f"task {type(task).__name__}: a task needs a .fingerprint (or a "
+                        ".features array) so that a run directory can record its data")
+    table = np.ascontiguousarray(features, dtype=np.float32)
+    return {"shape": list(table.shape), "sha256": hashlib.sha256(table.data).hexdigest()}
+
+
+def config_dict(config) -> dict:
+    """A config dataclass as a JSON dict (tuples become lists, as stored)."""
+    data = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
+    return json.loads(strict_json(data))
+
+
+def make_identity(model_config, task_config, train_config, task, clamps) -> dict:
+    """The identity of a run (see the module docstring)."""
+    from . import __version__
+    return {"model": config_dict(model_config), "task": config_dict(task_config),
+            "train": config_dict(train_config), "task_type": type(task).__name__,
+            "clamps": describe_clamps(clamps), "features": data_fingerprint(task),
+            "version": __version__}
+
+
+def _differences(old, new, where=""):
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in list(old) + [k for k in new if k not in old]:
+            found += _differences(old.get(key, "(absent)"), new.get(key, "(absent)"),
+                                  f"{where}.{key}" if where else str(key))
+        return found
+    return [] if old == new else [(where, old, new)]
+
+
+def identity_differences(recorded: dict, wanted: dict) -> list[tuple[str, object, object]]:
+    """[(field, recorded value, wanted value)] where two identities are different runs
+    (the bookkeeping fields of the train config are ignored)."""
+    def trajectory(identity):
+        identity = dict(identity)
+        train = identity.get("train")
+        if isinstance(train, dict):
+            identity["train"] = {k: v for k, v in train.items() if k not in BOOKKEEPING_FIELDS}
+        return identity
+    return _differences(trajectory(recorded), trajectory(wanted))
+
+
+def describe_differences(differences, there="there", here="here", limit=3) -> str:
+    def short(value):
+        text = json.dumps(value) if not isinstance(value, str) else repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    parts = [f"{field}: {short(a)} {there}, {short(b)} {here}" for field, a, b in differences[:limit]]
+    more = len(differences) - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+# ---------------------------------------------------------------- run.json and the directory
+
+
+def read_run(out_dir) -> dict | None:
+    """run.json of a run directory (None if there is none); a ValueError if it is damaged."""
+    path = Path(out_dir) / RUN_FILE
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable run record ({error})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("identity"), dict) \
+            or record.get("status") not in STATUSES:
+        raise ValueError(f"{path}: not a run record (needs an identity dict and a status "
+                         f"in {STATUSES})")
+    return record
+
+
+def write_run(out_dir, identity, status, step, message=""):
+    """Write run.json atomically (see the module docstring for its fields)."""
+    if status not in STATUSES:
+        raise ValueError(f"status = {status!r}; allowed: {STATUSES}")
+    write_json(Path(out_dir) / RUN_FILE, {"identity": identity, "status": status,
+                                          "step": step, "message": message}, indent=2)
+
+
+def looks_like_run(out_dir) -> bool:
+    out_dir = Path(out_dir)
+    return any((out_dir / name).exists() for name in (RUN_FILE, CONFIG_FILE, HISTORY_FILE, CHECKPOINT_DIR))
+
+
+def is_empty_dir(out_dir) -> bool:
+    out_dir = Path(out_dir)
+    return not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir()))
+
+
+def aside_name(out_dir) -> Path:
+    """Where --overwrite would move a run: <dir>.old, <dir>.old-2, ... (first free name)."""
+    out_dir = Path(out_dir)
+    candidate, n = out_dir.with_name(out_dir.name + ".old"), 1
+    while candidate.exists():
+        n += 1
+        candidate = out_dir.with_name(f"{out_dir.name}.old-{n}")
+    return candidate
+
+
+def move_aside(out_dir) -> Path:
+    """Rename a run directory out of the way (never delete it); return where it went."""
+    target = aside_name(out_dir)
+    os.replace(out_dir, target)
+    return target
+
+
+def checkpoint_paths(out_dir) -> list[tuple[int, Path]]:
+    """[(step, path)] of the checkpoints in a run directory, latest first."""
+    folder = Path(out_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT_NAME.fullmatch(p.name))]
+    return sorted(found, reverse=True)
+
+
+def checkpoint_path(out_dir, step) -> Path:
+    return Path(out_dir) / CHECKPOINT_DIR / f"step_{step}.npz"
+
+
+__all__ = [
+    "RUN_FILE", "CONFIG_FILE", "HISTORY_FILE", "CHECKPOINT_DIR", "STATUSES", "BOOKKEEPING_FIELDS",
+    "RunDirectoryConflict", "strict_json", "write_atomic", "write_json", "load_history",
+    "check_output_dir", "check_output_file", "make_identity", "identity_differences",
+    "read_run", "write_run", "move_aside", "checkpoint_paths", "data_fingerprint",
+]
