@@ -39,7 +39,7 @@ RUN = ROOT / "runs" / "lesson02"
 model_config, task_config, train_config = preset("small")
 train_config = train_config.replace(steps=2000, checkpoint_every=100)
 task = FewShotTask(task_config)
-result = train(model_config, task_config, train_config, out_dir=RUN, task=task)
+result = train(model_config, task_config, train_config, out_dir=RUN, task=task, resume="auto")
 history = result.history
 phase = describe_history(history, loss_key="eval/train/loss", threshold=PAPER_THRESHOLD)
 print(f"plateau at loss {phase.plateau_level:.3f} from step {phase.plateau_start:.0f} "

@@ -130,11 +130,11 @@ class ModelConfig(_Replaceable):
         if not isinstance(self.layernorm, (bool, np.bool_)):
             _fail("ModelConfig", "layernorm", self.layernorm, "must be True or False")
         _set(self, "layernorm", bool(self.layernorm))
-        try:    # np.float32, np.dtype("float64") and the like name the same dtypes
-            if not isinstance(self.dtype, str):
+        if isinstance(self.dtype, (np.dtype, type)):    # np.float32, np.dtype("float64")
+            try:
                 _set(self, "dtype", np.dtype(self.dtype).name)
-        except TypeError:
-            pass
+            except TypeError:
+                pass
         _choice(self, "dtype", DTYPES)
         _choice(self, "input_kind", INPUT_KINDS)
         fewshot = self.input_kind == "fewshot"

@@ -202,8 +202,10 @@ def data_fingerprint(task) -> dict:
     return {"shape": list(table.shape), "sha256": hashlib.sha256(table.data).hexdigest()}
 
 
-def config_dict(config) -> dict:
-    """A config dataclass as a JSON dict (tuples become lists, as stored)."""
+def config_dict(config) -> dict | None:
+    """A config dataclass as a JSON dict (tuples become lists, as stored); None stays None."""
+    if config is None:
+        return None
     data = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
     return json.loads(strict_json(data))
 

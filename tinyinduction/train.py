@@ -145,9 +145,11 @@ def _resolve_task(task, task_config):
                             ".eval_sets()")
     if task_config is None:
         task_config = getattr(task, "config", None)
-    if not dataclasses.is_dataclass(task_config) or isinstance(task_config, type):
+    is_config = (dataclasses.is_dataclass(task_config) and not isinstance(task_config, type)) \
+        or (hasattr(task_config, "to_dict") and not isinstance(task_config, dict))
+    if task_config is not None and not is_config:
         raise TypeError(f"task_config = {task_config!r:.80}: must be the task's config "
-                        f"(a dataclass such as TaskConfig), not {type(task_config).__name__}")
+                        f"(a dataclass such as TaskConfig) or None, not {type(task_config).__name__}")
     if hasattr(task, "config") and task.config != task_config:
         raise ValueError("task_config differs from the config the task was built from "
                          f"({task.config}); pass the same one")
@@ -188,12 +190,13 @@ def _plan(out_dir, identity, resume, overwrite, model_config, train_config, log)
     """Decide how the run starts; reads and validates, writes nothing."""
     record = read_run(out_dir) if out_dir is not None and out_dir.is_dir() else None
     if out_dir is not None and record is None and not is_empty_dir(out_dir):
-        if overwrite and looks_like_run(out_dir):
-            return _Plan("fresh", move_aside=True)
+        if (overwrite or resume == "auto") and looks_like_run(out_dir):
+            return _Plan("fresh", move_aside=True)     # a run of an older version: keep it aside
         raise RunDirectoryConflict(
             f"out_dir {str(out_dir)!r} is not empty and holds no run.json, so it is not a run "
             "directory of this version; choose a new or empty directory"
-            + (" (--overwrite moves an old-style run aside)" if looks_like_run(out_dir) else ""))
+            + (" (--overwrite or --resume auto moves an old-style run aside)"
+               if looks_like_run(out_dir) else ""))
     same = record is not None and not identity_differences(record["identity"], identity)
     where = f"out_dir {str(out_dir)!r}"
     if record is not None and not same and not overwrite:
@@ -378,8 +381,9 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
           resume=None, clamps=(), task=None, log=print, overwrite=False) -> TrainResult:
     """Train a model on a task; see the module docstring for what is written.
 
-    task_config: the TaskConfig (or the config of the given task); with task=None the
-        few-shot task is built from it.
+    task_config: the TaskConfig; with task=None the few-shot task is built from it. With
+        a task: its config (default task.config; None if it has none), recorded in the
+        run's identity.
     out_dir:   the run directory (None: nothing is written). A directory holding a
         different run (identity, see runs.py) is refused with a RunDirectoryConflict
         (a ValueError) that names the differing field; so is a second start of the same
@@ -387,9 +391,10 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
     resume:    None; a checkpoint path (its identity must match this run's in every field
         but steps, checkpoint_every and log_every); or "auto": continue from the latest
         valid checkpoint in out_dir if it holds an unfinished run of this identity, start
-        fresh if out_dir is absent or empty, and return at once (final parameters and
-        history) if the run there is finished. train_config.steps below the
-        checkpoint's step is an error.
+        fresh if out_dir is absent or empty (or holds a run of an older version without
+        run.json, which is moved aside), and return at once (final parameters and history)
+        if the run there is finished. train_config.steps below the checkpoint's step is
+        an error.
     clamps:    passed as given to every training step and every evaluation (opaque here).
     overwrite: move a run already in out_dir aside (to <out_dir>.old, .old-2, ...) and
         start fresh; never deletes anything. Cannot be combined with resume.
