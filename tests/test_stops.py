@@ -88,6 +88,14 @@ def test_a_second_ctrl_c_during_an_evaluation_stops_at_once(tmp_path, monkeypatc
     assert without_wall_time(resumed.history) == without_wall_time(full.history)
 
 
+def test_a_signal_after_the_last_step_still_finishes_the_run(tmp_path):
+    model, task, train_config = _short(steps=40)
+    result = train(model, task, train_config.replace(log_every=40), out_dir=tmp_path,
+                   log=lambda line: os.kill(os.getpid(), signal.SIGINT))
+    assert not result.interrupted and result.status == "finished" and result.step == 40
+    assert status(tmp_path)["status"] == "finished"
+
+
 # ---------------------------------------------------------------- errors inside the loop
 
 

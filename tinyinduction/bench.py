@@ -1,6 +1,7 @@
 """Benchmark: milliseconds per full training step (forward, backward, Adam)."""
 from __future__ import annotations
 
+import numbers
 import time
 
 import numpy as np
@@ -15,8 +16,8 @@ WARMUP_STEPS = 20
 
 def bench_training_step(model_config, task_config, train_config, n_steps=500) -> dict:
     """Median and minimum wall time of one training step, in milliseconds."""
-    if n_steps < 1:
-        raise ValueError(f"n_steps = {n_steps}: must be at least 1")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
+        raise ValueError(f"n_steps = {n_steps!r}: must be an integer >= 1 (--repeats)")
     task = FewShotTask(task_config)
     rng = np.random.default_rng(0)
     batches = [task.sample(rng, train_config.batch_size) for _ in range(N_BATCHES)]

@@ -64,9 +64,15 @@ class Adam:
         return {"adam.m": self.m, "adam.v": self.v, "adam.t": np.array(self.t)}
 
     def load_state(self, state: dict):
-        if state["adam.m"].shape != self.m.shape:
-            raise ValueError(f"optimizer state has {state['adam.m'].shape[0]} entries; "
-                             f"the model has {self.m.shape[0]} parameters")
+        """Take m, v [P] and t from state(); everything is checked before anything changes."""
+        for key in ("adam.m", "adam.v"):
+            value = np.asarray(state[key])
+            if value.shape != self.m.shape or value.dtype.kind != "f":
+                raise ValueError(f"optimizer state {key} has shape {value.shape} and dtype "
+                                 f"{value.dtype}; the model has {self.m.shape[0]} parameters")
+        t = np.asarray(state["adam.t"])
+        if t.shape != () or t.dtype.kind not in "iu" or t < 0:
+            raise ValueError(f"optimizer state adam.t = {state['adam.t']!r}: must be an integer >= 0")
         self.m = state["adam.m"].astype(self.m.dtype)
         self.v = state["adam.v"].astype(self.v.dtype)
-        self.t = int(state["adam.t"])
+        self.t = int(t)

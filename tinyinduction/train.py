@@ -125,7 +125,8 @@ def check_model_fits_task(model_config: ModelConfig, task):
             raise ValueError(
                 f"model and task do not fit: the task has {task.feature_dim}-d features and "
                 f"{task.n_labels} labels; ModelConfig has input_kind={model_config.input_kind!r}, "
-                f"d_feature={model_config.d_feature}, n_labels={model_config.n_labels}")
+                f"d_feature={model_config.d_feature}, n_labels={model_config.n_labels} "
+                "(fit_model_to_task(model_config, task) takes d_feature from the task)")
 
 
 def fit_model_to_task(model_config: ModelConfig, task) -> ModelConfig:
@@ -432,6 +433,7 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
         return TrainResult({n: run.params[n].copy() for n in run.names}, run.history, False,
                            out_dir, None, "finished", plan.step)
 
+    run.eval_sets = task.eval_sets()
     if out_dir is not None:                         # everything checked: now take the directory
         if plan.move_aside:
             log(f"moved the previous run in {out_dir} to {move_aside(out_dir)}")
@@ -444,7 +446,6 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
         run.set_status("running")
     if plan.kind == "resume":
         log(f"resumed from {plan.ckpt['path']} at step {plan.step}")
-    run.eval_sets = task.eval_sets()
     return _loop(run)
 
 
@@ -491,7 +492,8 @@ def _loop(run: _Run) -> TrainResult:
         except BaseException as error:
             _save_after_error(run, error, rng_before)
             raise
-        if stop.received is None:
+        complete = run.step >= tc.steps and run.history.get("step", [None])[-1] == run.step
+        if stop.received is None or complete:
             run.save()                   # a finished run always has its last checkpoint
             run.set_status("finished")
             return TrainResult({n: run.params[n].copy() for n in run.names}, run.history, False,
