@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +100,9 @@ def test_output_paths_are_checked(tmp_path):
         check_output_file(tmp_path / "figure.txt", "--figure", ("png",))
     with pytest.raises(ValueError, match="is a directory"):
         check_output_file(tmp_path, "--figure", ("png",))
+    if Path("/sys/kernel").is_dir():            # Linux: read-only even for root
+        with pytest.raises(ValueError, match="cannot write into '/sys'"):
+            check_output_dir("/sys/tinyinduction-run", "--out")
     assert check_output_dir(tmp_path / "new" / "run") == tmp_path / "new" / "run"
     assert not (tmp_path / "new").exists()          # checking creates nothing
 
