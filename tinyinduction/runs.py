@@ -41,6 +41,7 @@ import math
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -317,9 +318,101 @@ def checkpoint_path(out_dir, step) -> Path:
     return Path(out_dir) / CHECKPOINT_DIR / f"step_{step}.npz"
 
 
+# ---------------------------------------------------------------- how a run starts
+
+
+@dataclass
+class StartPlan:
+    """How train() starts in a run directory (plan_start)."""
+
+    kind: str                  # "fresh", "resume" or "finished"
+    ckpt: dict | None = None   # a validated checkpoint for "resume" and "finished"
+    step: int = 0
+    move_aside: bool = False
+
+
+class StepsBelowCheckpoint(ValueError):
+    """train_config.steps is below the step of the checkpoint a run would resume from."""
+
+
+def _steps_below(train_config, step, where):
+    return StepsBelowCheckpoint(f"train_config.steps = {train_config.steps} (--steps) is below the step of "
+                      f"{where} ({step}): a run cannot be shortened; ask for {step} or more")
+
+
+def checked_checkpoint(path, identity, model_config, train_config) -> tuple[dict, int]:
+    """Load and validate a checkpoint of this run; refuse with the differing field."""
+    from .checkpoint import load_checkpoint, validate_checkpoint   # checkpoint.py imports this module
+    ckpt = load_checkpoint(path)
+    step = validate_checkpoint(ckpt, model_config)
+    if ckpt["identity"] is None:
+        raise ValueError(f"checkpoint {path} was written before runs recorded their identity, so "
+                         "it cannot be checked against this run; start a new run")
+    differences = identity_differences(ckpt["identity"], identity)
+    if differences:
+        raise ValueError(f"checkpoint {path} belongs to a different run ("
+                         + describe_differences(differences, "there", "here")
+                         + "); resume it with its own settings")
+    if step > train_config.steps:
+        raise _steps_below(train_config, step, f"checkpoint {path}")
+    return ckpt, step
+
+
+def plan_start(out_dir, identity, resume, overwrite, model_config, train_config, log) -> StartPlan:
+    """Decide how train() starts: "fresh", "resume" (from a validated checkpoint) or
+    "finished" (nothing to do); or refuse with a RunDirectoryConflict or ValueError.
+    Reads and validates; writes nothing (see train() for what resume and overwrite mean)."""
+    record = read_run(out_dir) if out_dir is not None and out_dir.is_dir() else None
+    if out_dir is not None and record is None and not is_empty_dir(out_dir):
+        if (overwrite or resume == "auto") and looks_like_run(out_dir):
+            return StartPlan("fresh", move_aside=True)     # a run of an older version: keep it aside
+        raise RunDirectoryConflict(
+            f"run directory {str(out_dir)!r} is not empty and holds no run.json, so it is not a run "
+            "directory of this version; choose a new or empty directory"
+            + (" (--overwrite or --resume auto moves an old-style run aside)"
+               if looks_like_run(out_dir) else ""))
+    same = record is not None and not identity_differences(record["identity"], identity)
+    where = f"run directory {str(out_dir)!r}"
+    if record is not None and not same and not overwrite:
+        raise RunDirectoryConflict(
+            f"{where} holds a different run ("
+            + describe_differences(identity_differences(record["identity"], identity))
+            + "); use another --out, --resume auto with that run's settings to continue it, or "
+            f"--overwrite to move it aside to {aside_name(out_dir)}")
+    if overwrite:
+        return StartPlan("fresh", move_aside=record is not None)
+
+    if resume is None:
+        if same:
+            raise RunDirectoryConflict(
+                f"{where} already holds this run ({record['status']}, last checkpoint at step "
+                f"{record['step']}); --resume auto continues or reuses it, --overwrite moves it "
+                f"aside to {aside_name(out_dir)} and starts again")
+        return StartPlan("fresh")
+
+    if resume != "auto":
+        ckpt, step = checked_checkpoint(Path(resume), identity, model_config, train_config)
+        return StartPlan("resume", ckpt, step)
+
+    if record is None:
+        return StartPlan("fresh")
+    for step, path in checkpoint_paths(out_dir):   # the latest checkpoint that checks out
+        try:
+            ckpt, step = checked_checkpoint(path, identity, model_config, train_config)
+        except StepsBelowCheckpoint:
+            raise
+        except ValueError as error:
+            log(f"skipping {path}: {error}")
+            continue
+        done = record["status"] == "finished" and step == train_config.steps
+        return StartPlan("finished" if done else "resume", ckpt, step)
+    return StartPlan("fresh")
+
+
 __all__ = [
     "RUN_FILE", "CONFIG_FILE", "HISTORY_FILE", "CHECKPOINT_DIR", "STATUSES", "BOOKKEEPING_FIELDS",
     "RunDirectoryConflict", "strict_json", "write_atomic", "write_json", "load_history",
     "check_output_dir", "check_output_file", "make_identity", "identity_differences",
     "read_run", "write_run", "move_aside", "checkpoint_paths", "data_fingerprint",
+    "plan_start", "StartPlan",
 ]

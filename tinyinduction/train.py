@@ -37,10 +37,8 @@ from .clamp import clamps_for_rows
 from .config import ModelConfig, TaskConfig, TrainConfig, require_config
 from .model import TokenBatch, init_params, loss_and_grads, loss_from_cache, run_with_cache
 from .optim import Adam, flatten_grads, flatten_params
-from .runs import (CONFIG_FILE, HISTORY_FILE, RunDirectoryConflict, aside_name, check_output_dir,
-                   checkpoint_path, checkpoint_paths, describe_differences, identity_differences,
-                   is_empty_dir, looks_like_run, make_identity, move_aside, read_run,
-                   remove_temporaries, write_json, write_run)
+from .runs import (CONFIG_FILE, HISTORY_FILE, check_output_dir, checkpoint_path, checkpoint_paths,
+                   make_identity, move_aside, plan_start, remove_temporaries, write_json, write_run)
 from .tasks.fewshot import FewShotTask
 
 EVAL_CHUNK = 1000   # sequences per forward pass during evaluation
@@ -112,7 +110,7 @@ def evaluate_all(params, model_config, eval_sets: dict, clamps=()) -> dict:
     return out
 
 
-# ---------------------------------------------------------------- model, task, plan
+# ---------------------------------------------------------------- model and task
 
 
 def check_model_fits_task(model_config: ModelConfig, task):
@@ -155,85 +153,6 @@ def _resolve_task(task, task_config):
         raise ValueError("task_config differs from the config the task was built from "
                          f"({task.config}); pass the same one")
     return task, task_config
-
-
-@dataclass
-class _Plan:
-    kind: str                  # "fresh", "resume" or "finished"
-    ckpt: dict | None = None   # a validated checkpoint for "resume" and "finished"
-    step: int = 0
-    move_aside: bool = False
-
-
-def _steps_below(train_config, step, where):
-    return ValueError(f"train_config.steps = {train_config.steps} (--steps) is below the step of "
-                      f"{where} ({step}): a run cannot be shortened; ask for {step} or more")
-
-
-def _checked(path, identity, model_config, train_config) -> tuple[dict, int]:
-    """Load and validate a checkpoint of this run; refuse with the differing field."""
-    ckpt = load_checkpoint(path)
-    step = validate_checkpoint(ckpt, model_config)
-    if ckpt["identity"] is None:
-        raise ValueError(f"checkpoint {path} was written before runs recorded their identity, so "
-                         "it cannot be checked against this run; start a new run")
-    differences = identity_differences(ckpt["identity"], identity)
-    if differences:
-        raise ValueError(f"checkpoint {path} belongs to a different run ("
-                         + describe_differences(differences, "there", "here")
-                         + "); resume it with its own settings")
-    if step > train_config.steps:
-        raise _steps_below(train_config, step, f"checkpoint {path}")
-    return ckpt, step
-
-
-def _plan(out_dir, identity, resume, overwrite, model_config, train_config, log) -> _Plan:
-    """Decide how the run starts; reads and validates, writes nothing."""
-    record = read_run(out_dir) if out_dir is not None and out_dir.is_dir() else None
-    if out_dir is not None and record is None and not is_empty_dir(out_dir):
-        if (overwrite or resume == "auto") and looks_like_run(out_dir):
-            return _Plan("fresh", move_aside=True)     # a run of an older version: keep it aside
-        raise RunDirectoryConflict(
-            f"out_dir {str(out_dir)!r} is not empty and holds no run.json, so it is not a run "
-            "directory of this version; choose a new or empty directory"
-            + (" (--overwrite or --resume auto moves an old-style run aside)"
-               if looks_like_run(out_dir) else ""))
-    same = record is not None and not identity_differences(record["identity"], identity)
-    where = f"out_dir {str(out_dir)!r}"
-    if record is not None and not same and not overwrite:
-        raise RunDirectoryConflict(
-            f"{where} holds a different run ("
-            + describe_differences(identity_differences(record["identity"], identity))
-            + "); use another --out, --resume auto with that run's settings to continue it, or "
-            f"--overwrite to move it aside to {aside_name(out_dir)}")
-    if overwrite:
-        return _Plan("fresh", move_aside=record is not None)
-
-    if resume is None:
-        if same:
-            raise RunDirectoryConflict(
-                f"{where} already holds this run ({record['status']}, last checkpoint at step "
-                f"{record['step']}); --resume auto continues or reuses it, --overwrite moves it "
-                f"aside to {aside_name(out_dir)} and starts again")
-        return _Plan("fresh")
-
-    if resume != "auto":
-        ckpt, step = _checked(Path(resume), identity, model_config, train_config)
-        return _Plan("resume", ckpt, step)
-
-    if record is None:
-        return _Plan("fresh")
-    for step, path in checkpoint_paths(out_dir):   # the latest checkpoint that checks out
-        try:
-            ckpt, step = _checked(path, identity, model_config, train_config)
-        except ValueError as error:
-            if "cannot be shortened" in str(error):
-                raise
-            log(f"skipping {path}: {error}")
-            continue
-        done = record["status"] == "finished" and step == train_config.steps
-        return _Plan("finished" if done else "resume", ckpt, step)
-    return _Plan("fresh")
 
 
 # ---------------------------------------------------------------- signals
@@ -423,7 +342,7 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
         identity = make_identity(model_config, task_config, tc, task, clamps)
     else:
         identity = None
-    plan = _plan(out_dir, identity, resume, overwrite, model_config, tc, log)
+    plan = plan_start(out_dir, identity, resume, overwrite, model_config, tc, log)
     run = _Run(model_config, tc, task, clamps, out_dir, identity,
                {k: identity[k] for k in ("model", "task", "train")} if identity else None, log)
     if plan.kind in ("resume", "finished"):
