@@ -1,0 +1,22 @@
+"""Paper experiments: `python -m tinyinduction reproduce NAME`.
+
+Each experiment is a module of this package with
+    NAME     the command's name
+    SUMMARY  one line for the command's help
+    run(ctx: base.Context) -> dict      trains what it needs (through ctx.train_runs, i.e.
+                                        the sweep runner), analyses, draws its figures
+                                        (ctx.figure_path), returns results.json's content
+    table(results) -> list[base.Row]    our numbers next to the paper's
+base.run_experiment does the rest: output directory, results.json (strict JSON),
+the printed table, --json.
+"""
+EXPERIMENTS = {
+    "heads": "Singh et al. findings 1-4, 7: head roles, ablations, redundancy, wiring, direct path",
+    "race": "Singh et al. finding 2: each layer-1 head trained alone, and all together",
+    "subcircuits": "Singh et al. Fig. 5b: clamping subcircuits A, B, C through training",
+    "data": "Singh et al. Fig. 6: classes and labels act through different subcircuits",
+    "seeds": "Singh et al. finding 8: seeds 5-9, induction strength vs accuracy and timing",
+    "strength": "Singh et al. finding 8: training with the match clamped at strength s",
+    "features": "the built-in stand-in features: which properties move the phase change",
+    "olsson": "Olsson et al. 2022 on Python source: 1 vs 2 layers, smeared key, ICL score, PCA",
+}

@@ -1,0 +1,80 @@
+"""Command-line parsers of `reproduce` and `sweep` (registered by cli.build_parser)."""
+from __future__ import annotations
+
+from . import EXPERIMENTS
+
+
+def _positive_int(text):
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _where_options(parser):
+    parser.add_argument("--jobs", type=_positive_int, default=1,
+                        help="training runs at once, one process each (default 1)")
+    parser.add_argument("--scheduler", help="address of a Dask distributed scheduler "
+                                            "(tcp://host:8786); needs pip install \".[cluster]\"")
+
+
+def cmd_reproduce(args) -> int:
+    from .base import run_experiment
+    run_experiment(args.name, seed=args.seed, out=args.out, jobs=args.jobs, quick=args.quick,
+                   scheduler=args.scheduler, figures=args.figures, as_json=args.json)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from ..sweep import run_grid
+    from .grid import expand, load_spec, spec_from_flags
+    if args.spec is not None and (args.grid or args.clamp):
+        raise ValueError("sweep: give a SPEC file or --grid/--clamp flags, not both")
+    spec = load_spec(args.spec) if args.spec else spec_from_flags(args.preset, args.grid, args.clamp,
+                                                                   args.name)
+    if not spec.get("grid") and args.spec is None:
+        raise ValueError("sweep: nothing to vary; give --grid section.field=v1,v2 or a SPEC file")
+    runs = expand(spec)
+    out = args.out or f"runs/sweep/{spec.get('name', 'sweep')}"
+    print(f"sweep {spec.get('name', 'sweep')}: {len(runs)} runs in {out}, {args.jobs} job(s)")
+    summaries = run_grid(runs, out, jobs=args.jobs, scheduler=args.scheduler,
+                         grid_name=spec.get("name", "sweep"))
+    print(f"summary in {out}/summary.csv and summary.json")
+    return 130 if any(s.status == "interrupted" for s in summaries.values()) else 0
+
+
+def add_parsers(sub) -> None:
+    """Add the reproduce and sweep subcommands to cli.build_parser's subparsers."""
+    p = sub.add_parser("reproduce", help="run a paper experiment: "
+                                         + ", ".join(EXPERIMENTS),
+                       description="Reproduce a paper experiment: trains what it needs, writes "
+                                   "results.json, figures and a table of our numbers next to the "
+                                   "paper's. Experiments: " + "; ".join(
+                                       f"{k}: {v}" for k, v in EXPERIMENTS.items()))
+    p.add_argument("name", help="experiment: " + ", ".join(EXPERIMENTS))
+    p.add_argument("--seed", type=int, default=5, help="seed (default 5, the paper's main run)")
+    p.add_argument("--out", help="runs and results (default runs/reproduce/NAME[_quick])")
+    p.add_argument("--quick", action="store_true", help="a reduced setting for lessons and tests")
+    p.add_argument("--json", action="store_true", help="print results.json on the last line")
+    p.add_argument("--figures", help="figure directory (default figures/, or DIR/figures with --quick)")
+    _where_options(p)
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("sweep", help="a grid of training runs (local processes or a Dask cluster)",
+                       description="Train every point of a grid; finished runs are skipped, "
+                                   "interrupted ones resumed. SPEC is a JSON grid spec (see "
+                                   "tinyinduction/experiments/grid.py), or use --grid flags.")
+    p.add_argument("spec", nargs="?", help="grid spec JSON file")
+    p.add_argument("--preset", default="paper", help="base setting with --grid: paper or small")
+    p.add_argument("--grid", action="append", metavar="SECTION.FIELD=V1,V2",
+                   help="an axis, e.g. train.seed=5,6,7 or task.n_labels=5,10 (repeatable)")
+    p.add_argument("--clamp", action="append", metavar="KIND[:FIELD=VALUE,...]",
+                   help="clamp every run (A, match:head=3,s=0.8, copy:head=3, ...)")
+    p.add_argument("--name", help="grid name (default sweep)")
+    p.add_argument("--out", help="directory of the grid (default runs/sweep/NAME)")
+    _where_options(p)
+    p.set_defaults(func=cmd_sweep)

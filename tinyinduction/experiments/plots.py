@@ -1,0 +1,190 @@
+"""Figures of the paper experiments (files only; matplotlib's object API, no pyplot state)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+LN2 = math.log(2.0)
+KEY_NAMES = ["x1", "l1", "x2", "l2", "xq"]
+
+
+def _save(fig: Figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def _head_colours(n, cmap):
+    """n distinct colours from one colour map (layer 0 and layer 1 use different maps, so
+    no colour suggests a link between a layer-0 and a layer-1 head)."""
+    return [matplotlib.colormaps[cmap](0.25 + 0.7 * i / max(n - 1, 1)) for i in range(n)]
+
+
+def _mark_phase(ax, phase):
+    if phase is not None and phase.transition_time is not None:
+        ax.axvline(phase.transition_time, color="tab:purple", ls="--", lw=1)
+
+
+def heads_over_training(path, history, trajectory, roles, phase):
+    """Loss (top), induction strength of layer-1 heads, previous-token score of layer-0 heads."""
+    fig = Figure(figsize=(9, 8.5))
+    axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1.1, 1.3, 1.3]})
+    steps = np.asarray(trajectory["step"])
+    ax = axes[0]
+    ax.plot(history["step"], history["eval/train/loss"], color="black", lw=1.5, label="train set loss")
+    ax.axhline(LN2, color="grey", ls=":", lw=1, label="ln 2 (copy a random context label)")
+    _mark_phase(ax, phase)
+    ax.set_ylabel("loss (nats)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title("Heads over training: the circuit forms during the drop", fontsize=11)
+
+    strength = np.asarray(trajectory["induction_strength"])             # [checkpoints, H]
+    induction = {h for _, h in roles.induction_heads}
+    for h, colour in enumerate(_head_colours(strength.shape[1], "winter")):
+        strong = h in induction
+        axes[1].plot(steps, strength[:, h], color=colour, lw=2.2 if strong else 1.0,
+                     ls="-" if strong else "--", label=f"L1H{h}" + (" (induction)" if strong else ""))
+    axes[1].axhline(0, color="grey", lw=0.8, ls=":")
+    axes[1].set_ylabel("induction strength\nA(q->correct label) - A(q->other)")
+    axes[1].set_ylim(-1, 1)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="layer 1",
+                   title_fontsize=8)
+    _mark_phase(axes[1], phase)
+
+    prev = np.asarray(trajectory["previous_token_score"])
+    prev_heads = {h for _, h in roles.previous_token_heads}
+    for h, colour in enumerate(_head_colours(prev.shape[1], "autumn_r")):
+        strong = h in prev_heads
+        axes[2].plot(steps, prev[:, h], color=colour, lw=2.2 if strong else 1.0,
+                     ls="-" if strong else "--", label=f"L0H{h}" + (" (prev-token)" if strong else ""))
+    axes[2].axhline(0, color="grey", lw=0.8, ls=":")
+    axes[2].set_ylabel("previous-token score\nA(label->its exemplar) - mean other")
+    axes[2].set_ylim(-1, 1)
+    axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="layer 0",
+                   title_fontsize=8)
+    axes[2].set_xlabel("training step (batch of 32 sequences)")
+    _mark_phase(axes[2], phase)
+    axes[2].text(1.0, -0.32, "dashed purple: first evaluation with loss < 0.4 ln 2; dotted: "
+                 "0 = no preference (baseline)", transform=axes[2].transAxes, ha="right", fontsize=7)
+    return _save(fig, path)
+
+
+def heads_ablations(path, results, paper=None):
+    """Single-head accuracy and single-head ablations; heads switched on one by one; wiring."""
+    fig = Figure(figsize=(13, 4))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.4, 1, 1.2]})
+    n = len(results["only_head_acc"])
+    x = np.arange(n)
+    ax = axes[0]
+    ax.bar(x - 0.2, results["only_head_acc"], 0.4, color="tab:blue", label="only this head active")
+    ax.bar(x + 0.2, results["ablate_one_acc"], 0.4, color="tab:gray", label="this head ablated")
+    ax.axhline(0.5, color="black", lw=0.8, ls=":", label="chance (two labels in context)")
+    ax.set_xticks(x, [f"L1H{h}\ns={s:.2f}" for h, s in enumerate(results["induction_strength"])], fontsize=7)
+    ax.set_ylabel("accuracy (train set)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Redundant heads: each alone does part of the job", fontsize=10, pad=28)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=3)
+
+    ax = axes[1]
+    k = np.arange(1, len(results["switch_on_loss"]) + 1)
+    ax.plot(k, results["switch_on_loss"], "o-", color="tab:blue", label="ours")
+    if paper:
+        ax.plot(np.arange(1, len(paper["switch_on_loss"]) + 1), paper["switch_on_loss"], "s--",
+                color="tab:orange", label="Singh et al. (their features)")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer-1 heads active (strongest first)")
+    ax.set_ylabel("loss (nats, log scale)")
+    ax.set_title("Additive heads: each one lowers the loss", fontsize=10, pad=28)
+
+    ax = axes[2]
+    wiring = results["wiring"]
+    groups = [("pattern_preserving", "previous_token_heads"), ("value_preserving", "previous_token_heads"),
+              ("pattern_preserving", "other_heads"), ("value_preserving", "other_heads")]
+    labels = ["PT heads,\npatterns kept", "PT heads,\nvalues kept", "other heads,\npatterns kept",
+              "other heads,\nvalues kept"]
+    ours = [wiring[a][b] if wiring[a][b] is not None else np.nan for a, b in groups]
+    x = np.arange(len(groups))
+    ax.bar(x - (0.2 if paper else 0), ours, 0.4, color="tab:blue", label="ours")
+    if paper:
+        ax.bar(x + 0.2, [paper["wiring"][a][b] for a, b in groups], 0.4, color="tab:orange",
+               label="Singh et al.")
+    ax.axhline(0.5, color="black", lw=0.8, ls=":", label="chance")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("accuracy with the layer-0 heads ablated")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Wiring: which path needs which layer-0 heads", fontsize=10, pad=28)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def posthoc_figure(path, trajectory):
+    """Loss of each checkpoint, plain and with a subcircuit clamped only at evaluation."""
+    fig = Figure(figsize=(7.5, 4))
+    ax = fig.subplots()
+    steps = trajectory["step"]
+    ax.plot(steps, trajectory["loss"], color="black", lw=2, label="no clamp")
+    styles = {"A": ("tab:green", "A clamped (layer-0 perfect)"),
+              "B": ("tab:red", "B clamped (match, s = 1)"), "C": ("tab:blue", "C clamped (copy)")}
+    for name, losses in trajectory["clamped_eval_loss"].items():
+        colour, label = styles.get(name, (None, name))
+        ax.plot(steps, losses, color=colour, lw=1.3, label=label)
+    ax.axhline(LN2, color="grey", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("checkpoint step")
+    ax.set_ylabel("train-set loss (nats, log scale)")
+    ax.set_title("Clamping only at evaluation still shows the plateau and the jump", fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    return _save(fig, path)
+
+
+def query_row_animation(path, trajectory, phase, fps=4):
+    """GIF: layer-1 query-row attention of every head, checkpoint by checkpoint."""
+    from matplotlib.animation import FuncAnimation, PillowWriter
+    rows = np.asarray(trajectory["query_rows"])                         # [checkpoints, H, Tk]
+    steps, losses = trajectory["step"], trajectory["loss"]
+    fig = Figure(figsize=(5.5, 4.2))
+    ax = fig.subplots()
+    image = ax.imshow(rows[0], vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    fig.colorbar(image, ax=ax, label="attention from the query (xq)")
+    ax.set_xticks(range(rows.shape[2]), KEY_NAMES[:rows.shape[2]])
+    ax.set_yticks(range(rows.shape[1]), [f"L1H{h}" for h in range(rows.shape[1])])
+    ax.set_xlabel("key (sequences whose answer is l1)")
+    title = ax.set_title("")
+
+    def draw(i):
+        image.set_data(rows[i])
+        title.set_text(f"step {steps[i]:,}  loss {losses[i]:.3f}")
+        return image, title
+
+    animation = FuncAnimation(fig, draw, frames=len(steps), blit=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    animation.save(path, writer=PillowWriter(fps=fps), dpi=80)
+    return path
+
+
+def composition_figure(path, composition, previous_token_heads, induction_heads):
+    """Q-, K-, V-composition of layer-0 heads (rows) into layer-1 heads (columns)."""
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 3)
+    vmax = max(float(np.max(composition[k])) for k in "QKV")
+    for ax, kind in zip(axes, "QKV"):
+        scores = np.asarray(composition[kind])
+        image = ax.imshow(scores, vmin=0, vmax=vmax, cmap="magma")
+        ax.set_title(f"{kind}-composition (random baseline {composition['baseline'][kind]:.3f})", fontsize=9)
+        ax.set_xticks(range(scores.shape[1]),
+                      [f"{h}{'*' if h in induction_heads else ''}" for h in range(scores.shape[1])])
+        ax.set_yticks(range(scores.shape[0]),
+                      [f"{h}{'*' if h in previous_token_heads else ''}" for h in range(scores.shape[0])])
+        ax.set_xlabel("layer-1 head (* induction)")
+    axes[0].set_ylabel("layer-0 head (* previous-token)")
+    fig.colorbar(image, ax=axes, label="|composed| / (|first| |second|)")
+    return _save(fig, path)

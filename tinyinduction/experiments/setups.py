@@ -1,0 +1,37 @@
+"""Training settings shared by the Singh et al. experiments: the paper's, and --quick's.
+
+paper: Singh et al.'s network and run (2 layers x 8 heads, d_model 64, lr 1e-5, batch
+       32, 31,250 steps), evaluation every 500 steps, a checkpoint every 500 steps (the
+       heads experiment reads them back).
+quick: 2 layers x 4 heads, d_model 32, 10 training classes, lr 1e-3, 1,500 steps: the
+       plateau and the drop in ~5 s, for lessons and tests. Its numbers are not the
+       paper's and are never compared with them.
+"""
+from __future__ import annotations
+
+from ..config import ModelConfig, TaskConfig, TrainConfig, preset
+from ..tasks.fewshot import FewShotTask
+
+QUICK_STEPS = 1500
+
+
+def setting(quick: bool, seed: int, **train_changes) -> tuple[ModelConfig, TaskConfig, TrainConfig]:
+    """(model, task, train) configs of the paper's or the quick setting."""
+    if quick:
+        model, task = ModelConfig.small(n_heads=4), TaskConfig.small()
+        train = TrainConfig(seed=seed, steps=QUICK_STEPS, lr=1e-3, eval_every=50,
+                            checkpoint_every=100, log_every=0)
+    else:
+        model, task, train = preset("paper")
+        train = train.replace(seed=seed, eval_every=500, checkpoint_every=500, log_every=0)
+    return model, task, train.replace(**train_changes)
+
+
+_TASKS = {}
+
+
+def task_of(task_config: TaskConfig) -> FewShotTask:
+    """One FewShotTask per task config in this process (its evaluation sets are cached)."""
+    if task_config not in _TASKS:
+        _TASKS[task_config] = FewShotTask(task_config)
+    return _TASKS[task_config]
