@@ -182,3 +182,18 @@ def test_cli_demo_small_preset_reports_the_phase_change(tmp_path, capsys):
     assert abs(plateau - LN2) < 0.1
     assert figure.stat().st_size > 10_000
     assert json.loads((tmp_path / "run" / "history.json").read_text())["step"][-1] == 2000
+
+
+def test_evaluation_in_chunks_equals_one_pass_also_with_a_graft_from_the_whole_set():
+    from tinyinduction.clamp import graft
+    from tinyinduction.config import ModelConfig, TaskConfig
+    from tinyinduction.model import init_params, loss_and_grads, run_with_cache
+    from tinyinduction.train import EVAL_CHUNK, evaluate
+    model = ModelConfig.small(dtype="float64")
+    batch = FewShotTask(TaskConfig.small(eval_size=EVAL_CHUNK + 300)).eval_sets()["train"]
+    params, other = init_params(model, 0), init_params(model, 1)
+    donor = graft("blocks.0.attn.hook_pattern", run_with_cache(other, model, batch))
+    for clamps in ((), [donor]):
+        whole = loss_and_grads(params, model, batch, clamps)[:2]
+        assert evaluate(params, model, batch, clamps) == pytest.approx(whole, rel=1e-12)
+    assert evaluate(params, model, batch, [donor])[0] != pytest.approx(evaluate(params, model, batch)[0])

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import load_checkpoint, load_params, save_checkpoint, validate_checkpoint
+from .checkpoint import load_checkpoint, load_params, save_checkpoint  # noqa: F401 (re-exported)
 from .clamp import clamps_for_rows
 from .config import ModelConfig, TaskConfig, TrainConfig, require_config
 from .model import TokenBatch, init_params, loss_and_grads, loss_from_cache, run_with_cache
