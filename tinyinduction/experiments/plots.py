@@ -188,3 +188,157 @@ def composition_figure(path, composition, previous_token_heads, induction_heads)
     axes[0].set_ylabel("layer-0 head (* previous-token)")
     fig.colorbar(image, ax=axes, label="|composed| / (|first| |second|)")
     return _save(fig, path)
+
+
+def race_figure(path, curves, learning_time):
+    """Loss curves of every layer-1 head trained alone, and of all heads together."""
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.subplots()
+    heads = sorted((k for k in curves if k != "all"), key=int)
+    for h, colour in zip(heads, _head_colours(len(heads), "winter")):
+        lt = learning_time[h]
+        ax.plot(curves[h]["step"], curves[h]["loss"], color=colour, lw=1.2,
+                label=f"L1H{h} alone" + (f" (learns at {lt:,})" if lt is not None else " (never)"))
+    lt = learning_time["all"]
+    ax.plot(curves["all"]["step"], curves["all"]["loss"], color="black", lw=2.4,
+            label="all heads" + (f" (learns at {lt:,})" if lt is not None else ""))
+    ax.axhline(LN2, color="grey", ls=":", lw=1, label="ln 2")
+    ax.axhline(0.4 * LN2, color="tab:purple", ls="--", lw=0.8, label="0.4 ln 2 (learning time)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("train-set loss (nats)")
+    ax.set_ylim(0, max(1.0, LN2 * 1.3))
+    ax.set_title("Heads race: each layer-1 head trained alone, and all together", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, path)
+
+
+CONDITION_COLOURS = {"none": "black", "PT": "tab:orange", "A": "tab:green", "B": "tab:red",
+                     "C": "tab:blue", "A+C": "tab:purple"}
+CONDITION_NAMES = {"none": "none (one induction head active)", "PT": "PT: previous-token pattern",
+                   "A": "A: layer-0 perfect", "B": "B: match (s = 1)", "C": "C: copy",
+                   "A+C": "A + C"}
+
+
+def subcircuits_figure(path, results):
+    """One panel per clamped condition: its loss curve, the unclamped one for reference,
+    and the toy model with the best number of factors D fitted to it."""
+    from ..toy import toy_loss_curve
+    names = list(results["curves"])
+    fig = Figure(figsize=(12, 6.5))
+    axes = fig.subplots(2, 3, sharex=True, sharey=True).ravel()
+    base = results["curves"]["none"]
+    for ax, name in zip(axes, names):
+        curve = results["curves"][name]
+        if name != "none":
+            ax.plot(base["step"], base["loss"], color="lightgrey", lw=2, label="none (for reference)")
+        ax.plot(curve["step"], curve["loss"], color=CONDITION_COLOURS.get(name), lw=1.6, label="network")
+        fit = results["toy_fit"][name]
+        if fit.get("depth") is not None:
+            x = np.asarray(curve["step"], float)
+            x = x[x >= fit["x_start"]]
+            y = toy_loss_curve(x, fit["depth"], fit["tau"], fit["w0"], fit["floor"], fit["height"],
+                               fit["x_start"])
+            ax.plot(x, y, "k--", lw=1, label=f"toy fit, D = {fit['depth']} factors")
+        ax.axhline(LN2, color="grey", ls=":", lw=0.8)
+        lt = results["learning_time"][name]
+        ax.set_title(f"{CONDITION_NAMES.get(name, name)}\nlearning time "
+                     + ("never" if lt is None else f"{lt:,}") + f", plateau {results['plateau_steps'][name]:,} steps",
+                     fontsize=9)
+        ax.set_ylim(0, 1.2)
+        ax.legend(fontsize=7, loc="upper right")
+    for ax in axes[3:]:
+        ax.set_xlabel("training step")
+    for ax in axes[::3]:
+        ax.set_ylabel("train-set loss (nats)")
+    fig.suptitle("Clamping subcircuits through training: with B or C given, the plateau goes "
+                 "(dotted: ln 2)", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def data_figure(path, results):
+    """Loss curves of each data setting (rows: classes, labels) under each condition."""
+    conditions = [c for c in ("unclamped", "B_evolves", "C_evolves", "BC_evolve") if c in results["curves"]]
+    titles = {"unclamped": "unclamped (nothing given)", "B_evolves": "B evolves (A + C clamped)",
+              "C_evolves": "C evolves (B clamped)", "BC_evolve": "B and C evolve (A clamped)"}
+    fig = Figure(figsize=(15, 6.5))
+    axes = fig.subplots(2, len(conditions), sharey=True, squeeze=False)
+    for row, axis in enumerate(("classes", "labels")):
+        for col, condition in enumerate(conditions):
+            ax = axes[row, col]
+            settings = results["curves"][condition][axis]
+            colours = _head_colours(len(settings), "plasma_r")
+            for (value, curve), colour in zip(settings.items(), colours):
+                lt = results[condition][axis][value]
+                ax.plot(curve["step"], curve["loss"], color=colour, lw=1.3,
+                        label=f"{value} {axis}" + (f" (learns at {lt:,})" if lt is not None else " (never)"))
+            ax.axhline(LN2, color="grey", ls=":", lw=0.8)
+            ax.set_ylim(0, 1.3)
+            ax.legend(fontsize=7, loc="upper right")
+            if row == 0:
+                ax.set_title(titles[condition], fontsize=10)
+            if row == 1:
+                ax.set_xlabel("training step")
+            if col == 0:
+                ax.set_ylabel(f"train-set loss (nats)\nsweep over {axis}")
+    fig.suptitle("Data properties act through different subcircuits (only one layer-1 head active)",
+                 fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def seeds_figure(path, results):
+    """Final induction strength of every layer-1 head of every seed against its single-head
+    accuracy (left) and against its run's learning time (right)."""
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
+    colours = [matplotlib.colormaps["tab10"](i) for i in range(len(results["seeds"]))]
+    for seed, lt, strength, acc, colour in zip(results["seeds"], results["learning_time"],
+                                               results["final_induction_strength"],
+                                               results["only_head_acc"], colours):
+        axes[0].scatter(strength, acc, color=colour, s=25, label=f"seed {seed}")
+        if lt is not None:
+            axes[1].scatter(strength, [lt] * len(strength), color=colour, s=25, label=f"seed {seed}")
+    corr = results["corr_strength_acc"]
+    axes[0].set_title("strength predicts single-head accuracy" + (f" (r = {corr:.2f})" if corr is not None else ""),
+                      fontsize=10)
+    axes[0].axhline(0.5, color="grey", ls=":", lw=0.8)
+    axes[0].set_xlabel("final induction strength of a layer-1 head")
+    axes[0].set_ylabel("accuracy with only that head active")
+    corr = results["corr_strength_learning_time"]
+    axes[1].set_title("... and the learning time only weakly" + (f" (r = {corr:.2f})" if corr is not None else ""),
+                      fontsize=10)
+    axes[1].set_xlabel("final induction strength of a layer-1 head")
+    axes[1].set_ylabel("learning time of its run (steps)")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def strength_figure(path, results):
+    """Final train and relabel loss against the clamped match strength."""
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
+    s = results["induction_strength"]
+    ax = axes[0]
+    ax.plot(s, results["train_loss"], "o-", color="tab:blue", label="training set")
+    ax.plot(s, [np.nan if v is None else v for v in results["relabel_loss"]], "s-", color="tab:orange",
+            label="held-out label pairs (relabel)")
+    ax.axhline(LN2, color="grey", ls=":", lw=0.8, label="ln 2")
+    ax.axvline(0.0, color="black", lw=0.6, ls="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("clamped induction strength 2s - 1 (< 0: the head looks more at the wrong label)")
+    ax.set_ylabel("final loss (nats, log scale)")
+    ax.set_title("A wrong-label head still fits training pairs, not new ones", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for (key, curve), colour in zip(results["curves"].items(), _head_colours(len(results["curves"]), "coolwarm")):
+        ax.plot(curve["step"], [np.nan if v is None else v for v in curve["relabel"]], color=colour,
+                lw=1.2, label=f"strength {key}")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("relabel loss (nats, log scale)")
+    ax.set_title("Relabel loss during training", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,119 @@
+"""`reproduce subcircuits`: Singh et al. Fig. 5b, clamping subcircuits all through training.
+
+1. A reference run (seed 5, all heads, the paper's setting) names the heads: the
+   strongest induction head of layer 1 and the strongest previous-token head of layer 0
+   (heads.identify_heads; the paper used its heads 3 and 2).
+2. Six runs of 18,750 steps (600k sequences), evaluated every 30 steps, with only that
+   induction head active (the others' values ablated; not in the copy conditions):
+   none | PT (previous-token pattern on the layer-0 head) | A (layer-0 perfect) |
+   B (match, s = 1) | C (copy) | A+C  (subcircuits.condition_specs).
+3. For each: the learning time, the steps spent on the plateau (within 0.1 of ln 2 after
+   the initial fall), the loss curve, and the toy model (toy.fit_scalar_model, D = 1, 2, 3)
+   fitted to it: the number of factors that best describes the curve.
+Paper: none = plateau then drop; PT and A = shorter plateau, still sigmoidal; B, C, A+C =
+smooth exponential-like decay, no plateau.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..heads import identify_heads
+from ..subcircuits import CONDITIONS, condition_specs
+from ..sweep import RunSpec
+from ..train import load_params
+from .base import Row
+from .setups import setting, task_of
+
+NAME = "subcircuits"
+SUMMARY = "Singh et al. Fig. 5b: clamping subcircuits A, B, C through training"
+PAPER_STEPS, PAPER_EVAL_EVERY = 18_750, 30
+QUICK_STEPS, QUICK_EVAL_EVERY = 1_500, 15
+PAPER_SHAPE = {"none": "plateau, then drop", "PT": "shorter plateau, sigmoidal",
+               "A": "shorter plateau, sigmoidal", "B": "no plateau", "C": "no plateau",
+               "A+C": "no plateau"}
+PLATEAU_BAND = 0.1
+
+
+def reference_heads(ctx):
+    """(model, task config, train config, roles) of the seed's unclamped reference run."""
+    model, task, train = setting(ctx.quick, ctx.seed)
+    train = train.replace(checkpoint_every=train.steps)
+    summary = ctx.train_runs([RunSpec("reference", model, task, train)], grid="reference")["reference"]
+    from .heads import checkpoints
+    params, _ = load_params(checkpoints(summary.out_dir)[-1][1])
+    roles = identify_heads(params, model, task_of(task))
+    ctx.log(f"reference run: induction head L1H{roles.strongest_induction_head[1]}, previous-token "
+            f"head L0H{roles.strongest_previous_token_head[1]}")
+    return model, task, train, roles
+
+
+def plateau_steps(steps, loss, band=PLATEAU_BAND):
+    """Steps spent within `band` of ln 2 after the loss first comes that close (the
+    initial fall), counted in evaluation intervals."""
+    steps, loss = np.asarray(steps, float), np.asarray(loss, float)
+    near = np.abs(loss - math.log(2)) <= band
+    if not near.any():
+        return 0
+    first = int(np.argmax(near))
+    interval = np.diff(steps)                                    # [n - 1]
+    return int(interval[first:][near[first + 1:]].sum())
+
+
+def toy_fit(steps, loss, learned: bool):
+    """The toy model fitted to a loss curve: best D and each D's RMS (None if unfittable,
+    or if the loss never fell below 0.4 ln 2: there is no drop to describe)."""
+    import warnings
+    from ..toy import fit_scalar_model
+    if not learned:
+        return {"depth": None, "error": "no drop to fit (the loss never fell below 0.4 ln 2)"}
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fit = fit_scalar_model(np.asarray(steps, float), np.asarray(loss, float))
+    except (ValueError, RuntimeError, FloatingPointError) as error:
+        return {"depth": None, "error": " ".join(str(error).split())}
+    return {"depth": fit.depth, "rms": fit.rms, "rms_by_depth": fit.rms_by_depth, "tau": fit.tau,
+            "w0": fit.w0, "floor": fit.floor, "height": fit.height, "x_start": fit.x_start}
+
+
+def run(ctx) -> dict:
+    from . import plots
+    model, task, train, roles = reference_heads(ctx)
+    ind, prev = roles.strongest_induction_head[1], roles.strongest_previous_token_head[1]
+    steps, every = (QUICK_STEPS, QUICK_EVAL_EVERY) if ctx.quick else (PAPER_STEPS, PAPER_EVAL_EVERY)
+    clamped_train = train.replace(steps=steps, eval_every=every, checkpoint_every=steps // 2)
+    specs = [RunSpec(name, model, task, clamped_train, condition_specs(name, ind, prev))
+             for name in CONDITIONS]
+    ctx.log(f"training {len(specs)} clamped conditions for {steps:,} steps each ...")
+    runs = ctx.train_runs(specs, grid="conditions")
+    results = {"induction_head": [1, ind], "previous_token_head": [0, prev], "steps": steps,
+               "learning_time": {}, "plateau_steps": {}, "curves": {}, "toy_fit": {}}
+    for name in CONDITIONS:
+        history = runs[name].history()
+        curve = {"step": history["step"], "loss": history["eval/train/loss"]}
+        results["learning_time"][name] = runs[name].learning_time
+        results["plateau_steps"][name] = plateau_steps(curve["step"], curve["loss"])
+        results["curves"][name] = curve
+        results["toy_fit"][name] = toy_fit(curve["step"], curve["loss"],
+                                           runs[name].learning_time is not None)
+    plots.subcircuits_figure(ctx.figure_path("subcircuits" + ("_quick" if ctx.quick else "")),
+                             results)
+    return results
+
+
+def table(results) -> list[Row]:
+    rows = []
+    for name in CONDITIONS:
+        fit = results["toy_fit"][name]
+        depth = fit.get("depth")
+        rows.append(Row(f"{name}: learning time / plateau steps",
+                        [results["learning_time"][name], results["plateau_steps"][name]],
+                        PAPER_SHAPE[name],
+                        "toy fit: best D = " + ("-" if depth is None else f"{depth} (rms " + ", ".join(
+                            f"D{d} {v:.3f}" for d, v in sorted(fit["rms_by_depth"].items())) + ")")))
+    rows.append(Row("heads (reference run)", f"L1H{results['induction_head'][1]}, "
+                    f"L0H{results['previous_token_head'][1]}", "L2 head 3, L1 head 2",
+                    "stand-in features; identified by rule"))
+    return rows
