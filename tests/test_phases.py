@@ -151,7 +151,7 @@ def test_bad_options_raise_naming_the_argument():
         describe_phase_change(x, loss, threshold=float("nan"))
     with pytest.raises(ValueError, match=r"plateau_level must be a finite number"):
         describe_phase_change(x, loss, plateau_level=float("inf"))
-    with pytest.raises(ValueError, match=r"history has no key 'train/loss'"):
+    with pytest.raises(ValueError, match=r"loss_key = 'train/loss': history has no such key"):
         describe_history({"step": list(x)})
     with pytest.raises(ValueError, match=r"step must be strictly increasing"):
         describe_history({"step": [0, 2, 1, 3, 4], "train/loss": [1, 1, 1, 0, 0]})
@@ -162,3 +162,36 @@ def test_bad_options_raise_naming_the_argument():
 def test_validate_curve_returns_float_arrays():
     x, y = validate_curve([0, 1, 2, 3, 4], [4, 3, 2, 1, 0])
     assert x.dtype == np.float64 and y.dtype == np.float64
+
+
+# -------------------------------------------------- strings, None and other wrong kinds
+
+X = np.arange(0.0, 50.0)
+Y = np.where(X < 25, 0.7, 0.05)
+# (function, valid keyword arguments, arguments that accept None)
+PHASE_CALLS = [
+    (describe_phase_change, dict(x=X, loss=Y, threshold=0.3, plateau_level=0.7, band=0.1,
+                                 interpolate=True), ("threshold", "plateau_level")),
+    (describe_history, dict(history={"step": list(X), "train/loss": list(Y)}, x_key="step",
+                            loss_key="train/loss"), ()),
+    (first_crossing, dict(x=X, y=Y, threshold=0.3, interpolate=False, start=0, direction="down"), ()),
+    (running_median, dict(y=Y, half_width=2), ()),
+    (estimate_plateau_level, dict(x=X, loss=Y, band=0.1), ()),
+    (max_log_slope, dict(x=X, y=Y), ()),
+]
+WRONG_KINDS = [None, "0.5", "abc", b"1", complex(1, 2), object()]
+
+
+@pytest.mark.parametrize("function, kwargs, none_allowed", PHASE_CALLS, ids=lambda v: getattr(v, "__name__", ""))
+def test_phase_functions_name_the_argument_and_the_value(function, kwargs, none_allowed):
+    function(**kwargs)                       # the valid call works
+    for name in kwargs:
+        for value in WRONG_KINDS + ([1] if name == "interpolate" else [True]):
+            if value is None and name in none_allowed:
+                continue
+            with pytest.raises((TypeError, ValueError)) as error:
+                function(**{**kwargs, name: value})
+                print(f"{function.__name__} accepted {name}={value!r}")
+            message = str(error.value)
+            assert name in message, (function.__name__, name, value, message)
+            assert repr(value)[:25] in message, message

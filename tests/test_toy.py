@@ -304,3 +304,112 @@ def test_run_cli_table_and_bad_argument(capsys):
     with pytest.raises(SystemExit):
         toy.run_cli(["--w0", "1.5", "--no-figure"])
     assert "w0 must be in (0, s^(1/D))" in capsys.readouterr().err
+
+
+# ------------------------------------------------------ extreme settings, bounded work
+
+
+EXTREME_SETTINGS = [
+    ["--tau", "1e12"], ["--tau", "1e-12"], ["--w0", "0.99999999"], ["--w0", "1e-12"],
+    ["--s", "1e12", "--w0", "1e-8"], ["--s", "1e-12", "--w0", "1e-16"],
+    ["--s", "1e12", "--w0", "9999.99"], ["--s", "1e-12", "--tau", "1e12", "--w0", "1e-16"],
+]
+
+
+@pytest.mark.parametrize("settings", EXTREME_SETTINGS, ids=" ".join)
+def test_toy_command_completes_at_extreme_valid_settings(settings, capsys):
+    assert toy.run_cli(["--json", "--no-figure"] + settings) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("plateau_length", "transition_time"):
+        for label, closed in out[key].items():
+            simulated = out[key + "_simulation"][label]
+            assert simulated is not None and math.isfinite(closed)
+            # float64 resolves a plateau of 1e12 relaxation times to ~1e-4 of its length
+            assert simulated == pytest.approx(closed, rel=1e-3, abs=1e-3 * max(out[key].values()))
+    assert out["closed_form_max_rel_error"] < 1e-3
+
+
+def test_toy_figure_uses_a_log_time_axis_when_scales_differ(tmp_path, capsys):
+    t = toy.time_grid(1.0, 1e-9, 1.0, 400)
+    assert t[0] == 0.0 and t[-1] / t[1] > 1e6            # log-spaced over many decades
+    default = toy.time_grid(1.0, 0.05, 1.0, 50)           # similar scales: a linear grid
+    np.testing.assert_allclose(default, np.linspace(0.0, default[-1], 50))
+    assert default[-1] >= 1.3 * toy.transition_time(3, 1.0, 0.05, 1.0)
+    figure = tmp_path / "small_w0.png"
+    assert toy.run_cli(["--w0", "1e-9", "--figure", str(figure)]) == 0
+    assert figure.stat().st_size > 10_000
+    curves = toy.clamping_curves(1.0, 1e-9, 1.0, t)
+    for label, curve in curves.items():        # every curve has finished inside the grid
+        assert curve["closed_form"][-1] < 1e-6 * curve["closed_form"][0]
+
+
+def test_simulation_work_is_bounded():
+    # a balanced D = 3 flow relaxes with time constant 1/3: crossing 1e12 of it with an
+    # explicit solver would take ~1e12 steps; the solver gives up with a clear error instead
+    with pytest.raises(RuntimeError, match="gave up after .* evaluations"):
+        toy.simulate_flow([0.0, 1e12], [0.9, 0.9, 0.9], 1.0, 1.0)
+
+
+def test_every_public_name_of_the_old_module_still_imports():
+    from tinyinduction import toy as package
+    from tinyinduction.toy import (DEFAULT_FIGURE, VECTOR_CLAMPS, ToyFit, clamping_curves,  # noqa: F401
+                                   fit_scalar_model, plot_clamping_figure, run_cli, toy_loss_curve)
+    for name in ("target_factor", "depth3_antiderivative", "closed_form_time", "closed_form_factor",
+                 "closed_form_product", "time_to_fraction", "plateau_length", "transition_time",
+                 "product_loss", "product_gradient", "simulate_flow", "simulated_time_to_fraction",
+                 "conserved_quantities", "gradient_descent", "clamped_model", "clamping_summary",
+                 "CLAMP_LABELS", "random_factors", "vector_loss", "vector_loss_tensor",
+                 "vector_gradient", "misalignment", "train_vector_model", "aligned_scalar_equivalent",
+                 "PLATEAU_FRACTION", "TRANSITION_FRACTION", "CLOSED_FORM_DEPTHS", "FACTOR_NAMES",
+                 "ODE_RTOL", "ODE_ATOL"):
+        assert hasattr(package, name), name
+
+
+def test_toy_fit_never_goes_below_zero_loss():
+    # a sigmoidal drop that D = 1 cannot follow: unconstrained, its best line would cross 0
+    x = np.arange(0.0, 30000.0, 250.0)
+    loss = toy.toy_loss_curve(x, 3, 1500.0, 0.1, 0.0, math.log(2))
+    fit = toy.fit_scalar_model(x, loss, depths=(1,), x_start=0.0)
+    assert fit.floor >= 0 and fit.height >= 0
+    assert fit.predict(np.linspace(0, 60000, 500)).min() >= 0
+
+
+# -------------------------------------------------- strings, None and other wrong kinds
+
+TRUTH, INIT = toy.random_factors(4, 0), toy.random_factors(4, 1)
+CURVE_X = np.arange(0.0, 3000.0, 50.0)
+CURVE = toy.toy_loss_curve(CURVE_X, 2, 300.0, 0.05, 0.0, 0.7)
+
+# (function, valid keyword arguments, arguments that accept None)
+TOY_CALLS = [
+    (toy.closed_form_product, dict(t=[0.0, 1.0], depth=3, s=1.0, w0=0.1, tau=1.0), ()),
+    (toy.time_to_fraction, dict(depth=2, s=1.0, w0=0.1, tau=1.0, fraction=0.5), ()),
+    (toy.simulate_flow, dict(t=[0.0, 1.0], w0=[0.1, 0.2], s=1.0, tau=1.0, clamped=()), ("clamped",)),
+    (toy.simulated_time_to_fraction, dict(w0=[0.3, 0.3], s=1.0, tau=1.0, fraction=0.5, t_max=100.0),
+     ("t_max",)),
+    (toy.gradient_descent, dict(w0=[0.1, 0.2], s=1.0, lr=0.1, steps=3, tau=1.0), ()),
+    (toy.product_gradient, dict(w=[0.1, 0.2], s=1.0), ()),
+    (toy.clamped_model, dict(depth=3, n_clamped=1, s=1.0, tau=1.0), ()),
+    (toy.clamping_summary, dict(s=1.0, w0=0.3, tau=1.0, depth=3), ()),
+    (toy.random_factors, dict(n=4, seed=0), ()),
+    (toy.train_vector_model, dict(truth=TRUTH, init=INIT, lr=1.0, steps=2, clamp=()), ("clamp",)),
+    (toy.aligned_scalar_equivalent, dict(scales=[0.1, 0.1, 0.1], truth=TRUTH, lr=1.0), ()),
+    (toy.toy_loss_curve, dict(x=CURVE_X, depth=2, tau=300.0, w0=0.05, floor=0.0, height=0.7), ()),
+    (toy.fit_scalar_model, dict(x=CURVE_X, loss=CURVE, depths=(2,), x_start=0.0), ("x_start",)),
+]
+WRONG_KINDS = [None, "0.5", "abc", b"1", complex(1, 2), True, object()]
+
+
+@pytest.mark.parametrize("function, kwargs, none_allowed", TOY_CALLS, ids=lambda v: getattr(v, "__name__", ""))
+def test_toy_functions_name_the_argument_and_the_value(function, kwargs, none_allowed):
+    function(**kwargs)                       # the valid call works
+    for name in kwargs:
+        for value in WRONG_KINDS:
+            if value is None and name in none_allowed:
+                continue
+            with pytest.raises((TypeError, ValueError)) as error:
+                function(**{**kwargs, name: value})
+                print(f"{function.__name__} accepted {name}={value!r}")
+            message = str(error.value)
+            assert name in message, (function.__name__, name, value, message)
+            assert repr(value)[:25] in message or name in ("truth", "init", "clamp"), message

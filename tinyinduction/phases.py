@@ -42,6 +42,7 @@ first sample at or past the level (the paper's "first evaluation" convention).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Mapping, Optional, Sequence
 
@@ -89,8 +90,8 @@ def validate_curve(x, y, x_name: str = "x", y_name: str = "loss") -> tuple[np.nd
     Allowed: 1-D, equal lengths, at least MIN_POINTS points, all finite, x strictly
     increasing.
     """
-    x_arr = np.asarray(x, dtype=np.float64)
-    y_arr = np.asarray(y, dtype=np.float64)
+    x_arr = _float_array(x_name, x)
+    y_arr = _float_array(y_name, y)
     for name, arr in ((x_name, x_arr), (y_name, y_arr)):
         if arr.ndim != 1:
             raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
@@ -113,11 +114,53 @@ def validate_curve(x, y, x_name: str = "x", y_name: str = "loss") -> tuple[np.nd
     return x_arr, y_arr
 
 
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _float_array(name: str, value) -> np.ndarray:
+    """value as float64; TypeError naming `name` when it is not a sequence of numbers."""
+    allowed = "a 1-D sequence of numbers"
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be {allowed}, got {_short(value)}")
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):     # e.g. ragged nested lists
+        raise TypeError(f"{name} must be {allowed}, got {_short(value)}") from None
+    if array.dtype.kind not in "iuf":   # booleans, strings, complex numbers, objects
+        raise TypeError(f"{name} must be {allowed}, got {_short(value)}")
+    return array.astype(np.float64)
+
+
+def _is_real(value) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    return isinstance(value, numbers.Real) or (
+        isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf")
+
+
 def _check_threshold(name: str, value) -> float:
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a finite number, got {_short(value)}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value}")
     return value
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {_short(value)}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_short(value)}")
+    return bool(value)
 
 
 # ----------------------------------------------------------------------- small pieces
@@ -129,9 +172,10 @@ def running_median(y, half_width: int = MEDIAN_HALF_WIDTH) -> np.ndarray:
     y [n] -> [n]. The window stays symmetric at the ends, so a monotone curve is
     returned unchanged.
     """
-    y = np.asarray(y, dtype=np.float64)
-    if half_width < 0:
-        raise ValueError(f"half_width must be >= 0, got {half_width}")
+    y = _float_array("y", y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D, got shape {y.shape}")
+    half_width = _check_int("half_width", half_width, 0)
     n = y.size
     out = y.copy()
     w = 2 * half_width + 1
@@ -163,8 +207,10 @@ def first_crossing(x, y, threshold: float, interpolate: bool = True, start: int 
     """
     x, y = validate_curve(x, y, "x", "y")
     threshold = _check_threshold("threshold", threshold)
+    interpolate = _check_bool("interpolate", interpolate)
     if direction not in ("down", "up"):
-        raise ValueError(f"direction must be 'down' or 'up', got {direction!r}")
+        raise ValueError(f"direction must be 'down' or 'up', got {_short(direction)}")
+    start = _check_int("start", start, 0)
     if not 0 <= start < x.size:
         raise ValueError(f"start must be in [0, {x.size - 1}], got {start}")
     past = (y <= threshold) if direction == "down" else (y >= threshold)
@@ -205,7 +251,9 @@ def max_log_slope(x, y) -> tuple[Optional[float], Optional[float]]:
 
 def final_level(loss) -> float:
     """Median of the last FINAL_POINTS values: where the curve ends up."""
-    loss = np.asarray(loss, dtype=np.float64)
+    loss = _float_array("loss", loss)
+    if loss.ndim != 1 or loss.size == 0 or not np.all(np.isfinite(loss)):
+        raise ValueError(f"loss must be a non-empty 1-D array of finite numbers, got {_short(loss)}")
     return float(np.median(loss[-FINAL_POINTS:]))
 
 
@@ -242,6 +290,8 @@ def _float_or_none(value) -> Optional[float]:
 
 
 def _check_band(band) -> float:
+    if not _is_real(band):
+        raise TypeError(f"band must be a number in (0, 0.5), got {_short(band)}")
     band = float(band)
     if not (0.0 < band < 0.5):
         raise ValueError(f"band must be in (0, 0.5), got {band}")
@@ -265,6 +315,7 @@ def describe_phase_change(x, loss, threshold: Optional[float] = None,
     """
     x, loss = validate_curve(x, loss)
     band = _check_band(band)
+    interpolate = _check_bool("interpolate", interpolate)
     smooth = running_median(loss)
     final = final_level(loss)
     if plateau_level is None:
@@ -321,10 +372,14 @@ def describe_phase_change(x, loss, threshold: Optional[float] = None,
 def describe_history(history: Mapping[str, Sequence[float]], x_key: str = "step",
                      loss_key: str = "train/loss", **kwargs) -> PhaseChange:
     """describe_phase_change on a network history dict of equal-length lists."""
-    for key in (x_key, loss_key):
+    if not isinstance(history, Mapping):
+        raise TypeError(f"history must be a dict of equal-length lists (e.g. a history.json), "
+                        f"got {_short(history)}")
+    for name, key in (("x_key", x_key), ("loss_key", loss_key)):
+        if not isinstance(key, str):
+            raise TypeError(f"{name} must be a key of history (a string), got {_short(key)}")
+    for name, key in (("x_key", x_key), ("loss_key", loss_key)):
         if key not in history:
-            raise ValueError(
-                f"history has no key {key!r}; available: {sorted(history)}"
-            )
+            raise ValueError(f"{name} = {key!r}: history has no such key; available: {sorted(history)}")
     x, loss = validate_curve(history[x_key], history[loss_key], x_key, loss_key)
     return describe_phase_change(x, loss, **kwargs)
