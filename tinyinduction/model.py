@@ -350,8 +350,10 @@ def _layer_forward(run: _Forward, layer, resid):
     if c.smeared_key:
         k, saved["smear"] = ops.smear_key_forward(k, p[b + "attn.smear_alpha"])
         k = run.site(b + "attn.hook_smeared_k", k, "head_vec")
+    # the scale is a Python float: a NumPy float64 scalar would turn float32 arrays into
+    # float64 under NumPy 2 (it did: half the backward pass ran in float64, ~30% of a step)
     scores, saved["scores"] = ops.attention_scores_forward(
-        q, k, 1.0 / np.sqrt(c.d_head), _causal_mask(n_positions))
+        q, k, c.d_head ** -0.5, _causal_mask(n_positions))
     scores = run.site(b + "attn.hook_attn_scores", scores, "pattern")
     pattern, saved["softmax"] = ops.softmax_forward(scores)
     pattern = run.site(b + "attn.hook_pattern", pattern, "pattern")

@@ -52,7 +52,9 @@ class Adam:
         self.v *= b2
         self.v += scratch
         # p -= lr m_hat / (sqrt(v_hat) + eps), both corrections folded into two scalars
-        correction = np.sqrt(1 - b2 ** self.t)
+        # Python floats, so that the float32 loops stay float32 (a NumPy float64 scalar
+        # would make every in-place op below loop in float64 and cast back)
+        correction = (1 - b2 ** self.t) ** 0.5
         step_size = self.lr * correction / (1 - b1 ** self.t)
         np.sqrt(self.v, out=scratch)
         scratch += self.eps * correction
