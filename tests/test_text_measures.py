@@ -81,6 +81,13 @@ def test_icl_positions_scale_the_papers_tokens():
     losses = np.full((10, 64), 2.0)
     losses[:, 61], losses[:, 5] = 1.0, 3.0
     assert tm.icl_score(losses) == pytest.approx(-2.0)
+    losses[:, 59:64], losses[:, 3:8] = 1.0, 3.0           # the +-2 bands around 61 and 5
+    assert tm.icl_score(losses, band=2) == pytest.approx(-2.0)
+    losses[:, 63] = 0.0                                     # inside the late band only
+    assert tm.icl_score(losses, band=2) == pytest.approx(-2.2)
+    assert tm.icl_score(losses, band=1) == pytest.approx(-2.0)
+    with pytest.raises(ValueError, match="band"):
+        tm.icl_score(losses, band=-1)
 
 
 TINY = ModelConfig(n_layers=2, n_heads=2, d_model=8, d_head=4, input_kind="tokens", d_vocab=11,
@@ -139,3 +146,23 @@ def test_weight_copying_score_equals_the_full_eigendecomposition():
     assert tm.copying_score_weights(params, config, 0, 1) == pytest.approx(eig.sum().real / np.abs(eig).sum())
     with pytest.raises(ValueError, match="L0H5"):
         tm.ov_circuit(params, config, 0, 5)
+
+
+def test_whole_model_scores_read_the_clamped_heads():
+    params = init_params(TINY.replace(n_ctx=13), 2)
+    config = TINY.replace(n_ctx=13)
+    rng = np.random.default_rng(0)
+    prefix = prefix_matching_tokens(rng, 4, np.arange(2, 11), n_random=4, n_repeats=3)    # T = 13
+    ideal = rows_to(tm.prefix_matching_targets(4, 3))
+    clamp = Clamp("blocks.1.attn.hook_pattern", ideal, np.s_[:, 0])
+    scores = tm.prefix_matching_scores(params, config, prefix, 4, [clamp])
+    assert scores.shape == (2, 2) and scores[1, 0] == pytest.approx(1.0) and scores[0].max() < 0.9
+    repeated = repeated_tokens(rng, 4, 6, np.arange(2, 11))                               # T = 13
+    shifted = np.zeros((13, 13))
+    shifted[np.arange(13), np.maximum(np.arange(13) - 5, 0)] = 1.0
+    clamp = Clamp("blocks.0.attn.hook_pattern", shifted, np.s_[:, 1])
+    assert tm.induction_scores(params, config, repeated, [clamp])[0, 1] == pytest.approx(1.0)
+    prev = Clamp("blocks.1.attn.hook_pattern", previous_token_rows(13), np.s_[:, 1])
+    assert tm.previous_token_scores(params, config, repeated, [prev])[1, 1] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="1 \\+ copies"):
+        tm.prefix_matching_scores(params, config, prefix, 5)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import numpy as np
 
 from .model import TokenBatch, run_with_cache
-from .tasks.repeated import prefix_matching_tokens, repeated_tokens
 
 EVAL_CHUNK = 256          # sequences per forward pass (bounds memory: [T, T, H, chunk] patterns)
 PAPER_CONTEXT = 512
@@ -61,11 +60,21 @@ def icl_positions(n_ctx: int) -> tuple[int, int]:
     return early - 1, late - 1
 
 
-def icl_score(losses: np.ndarray, positions: tuple[int, int] | None = None) -> float:
+def icl_score(losses: np.ndarray, positions: tuple[int, int] | None = None, band: int = 0) -> float:
     """Mean loss at the late position minus mean loss at the early one. losses [B, T].
-    Negative = later tokens are predicted better: the model uses its context."""
-    early, late = icl_positions(losses.shape[1]) if positions is None else positions
-    return float(np.nanmean(losses[:, late]) - np.nanmean(losses[:, early]))
+    Negative = later tokens are predicted better: the model uses its context.
+
+    band > 0 averages each side over positions index - band .. index + band (clipped to
+    the context): the same quantity with sqrt(2 band + 1) times less sampling noise,
+    for when far fewer than Olsson's 10,000 windows are affordable."""
+    n_positions = losses.shape[1]
+    early, late = icl_positions(n_positions) if positions is None else positions
+    if isinstance(band, bool) or not isinstance(band, (int, np.integer)) or band < 0:
+        raise ValueError(f"band = {band!r} is invalid: must be an integer >= 0")
+
+    def around(index):
+        return losses[:, max(index - band, 0):min(index + band, n_positions - 1) + 1]
+    return float(np.nanmean(around(late)) - np.nanmean(around(early)))
 
 
 def per_token_pairs(rng: np.random.Generator, n_windows: int, n_ctx: int) -> np.ndarray:
@@ -129,30 +138,35 @@ def previous_token_from_pattern(pattern) -> np.ndarray:
     return pattern[:, :, rows, rows - 1].mean(axis=(0, 2))
 
 
-def _patterns(params, config, batch):
-    cache = run_with_cache(params, config, batch)
+def _patterns(params, config, batch, clamps=()):
+    cache = run_with_cache(params, config, batch, clamps)
     return [cache["pattern", layer] for layer in range(config.n_layers)]
 
 
-def prefix_matching_scores(params, config, candidates, n_random: int, n_repeats: int = 4,
-                           n_sequences: int = 32, seed: int = 0) -> np.ndarray:
-    """[L, H] prefix-matching score of every head on fixed seeded probe sequences."""
-    batch = prefix_matching_tokens(np.random.default_rng(seed), n_sequences, candidates,
-                                   n_random, n_repeats)
+def prefix_matching_scores(params, config, batch: TokenBatch, n_random: int, clamps=()) -> np.ndarray:
+    """[L, H] prefix-matching score of every head on prefix_matching_tokens sequences
+    (n_random tokens per copy; the number of copies follows from the length)."""
+    n_positions = np.shape(batch.tokens)[1]
+    if (n_positions - 1) % n_random:
+        raise ValueError(f"prefix-matching batch of length {n_positions} is not 1 + copies x n_random "
+                         f"= 1 + k x {n_random}")
+    n_repeats = (n_positions - 1) // n_random
     return np.stack([prefix_matching_from_pattern(p, n_random, n_repeats)
-                     for p in _patterns(params, config, batch)])
+                     for p in _patterns(params, config, batch, clamps)])
 
 
-def induction_scores(params, config, candidates, half_length: int, n_sequences: int = 32,
-                     seed: int = 0) -> np.ndarray:
-    """[L, H] induction score of every head on fixed seeded ``[BOS] r r`` sequences."""
-    batch = repeated_tokens(np.random.default_rng(seed), n_sequences, half_length, candidates)
-    return np.stack([induction_from_pattern(p, half_length) for p in _patterns(params, config, batch)])
+def induction_scores(params, config, batch: TokenBatch, clamps=()) -> np.ndarray:
+    """[L, H] induction score of every head on ``[BOS] r r`` sequences (repeated_tokens)."""
+    n_positions = np.shape(batch.tokens)[1]
+    if n_positions % 2 == 0:
+        raise ValueError(f"repeated-token batch of length {n_positions}: expected 2 L + 1")
+    return np.stack([induction_from_pattern(p, (n_positions - 1) // 2)
+                     for p in _patterns(params, config, batch, clamps)])
 
 
-def previous_token_scores(params, config, batch: TokenBatch) -> np.ndarray:
+def previous_token_scores(params, config, batch: TokenBatch, clamps=()) -> np.ndarray:
     """[L, H] previous-token score of every head on ordinary text windows."""
-    return np.stack([previous_token_from_pattern(p) for p in _patterns(params, config, batch)])
+    return np.stack([previous_token_from_pattern(p) for p in _patterns(params, config, batch, clamps)])
 
 
 # ---------------------------------------------------------------- copying

@@ -93,6 +93,10 @@ class TextConfig:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
+    def make_task(self) -> "TextTask":
+        """The task of this config (what the sweep runner calls in each worker)."""
+        return TextTask(self)
+
 
 # ---------------------------------------------------------------- reading files
 
