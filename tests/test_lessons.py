@@ -4,6 +4,7 @@ version stops at its first exercise with a check that says what is wrong.
 
 Each lesson must honour TINYINDUCTION_QUICK so that this file stays fast.
 """
+import hashlib
 import os
 import subprocess
 import sys
@@ -43,7 +44,10 @@ def _run(script: Path, tmp_path: Path) -> subprocess.CompletedProcess:
 
 
 def _committed_figures():
-    return {path.name: path.stat().st_mtime_ns for path in figures_dir().glob("*.png")}
+    """Content hashes of the repository's figures (hashes, not times: other processes may
+    legitimately redraw a figure with the same content meanwhile)."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in figures_dir().glob("*.png")}
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.name)
