@@ -36,11 +36,12 @@ FOR LESSON AUTHORS: declaring an exercise (one mechanism for every lesson)
    left out of the exercise version too.
 3. Save figures under `figures_dir()` (tinyinduction.paths): the exercise version
    rewrites that call to figures_dir("exercises").
-4. tests/test_exercises.py then checks, for every registered exercise, that the check
-   passes on the solution and fails on an empty function, on generic wrong answers
-   (zeros, a scaled answer, a perturbed element, the wrong shape) and on any
-   `wrong_answers` listed in the lesson module, and that every lesson's exercise version
-   is valid Python whose first check fails on the stub.
+4. List typical mistakes as `wrong_answers` of the Exercise. tests/test_exercises.py
+   then checks, for every registered exercise, that the check passes on the solution
+   and fails on an empty function, on generic wrong answers (zeros, a scaled answer, a
+   perturbed element, an extra axis) and on each of those mistakes; tests/test_lessons.py
+   runs every lesson (TINYINDUCTION_QUICK=1) and every exercise version, which must stop
+   at its first exercise with the check's message.
 """
 from .core import (Case, CheckResult, Exercise, ExerciseFailed, check, compare_outputs,
                    exercises_of, get_exercise, load_all, numerical_gradient, register,
