@@ -5,7 +5,11 @@
   in float64 (and its matmuls on mixed types, outside the float32 BLAS kernels).
 """
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tinyinduction import ops
+from tinyinduction.clamp import Clamp
 from tinyinduction.config import ModelConfig, TaskConfig
 from tinyinduction.model import init_params, loss_and_grads
 from tinyinduction.tasks.fewshot import FewShotTask
@@ -18,3 +22,43 @@ def test_float32_model_keeps_float32_everywhere():
     _, _, grads, cache = loss_and_grads(params, config, batch, record_activation_grads=True)
     assert {name: g.dtype for name, g in grads.items() if g.dtype != np.float32} == {}
     assert {name: a.dtype for name, a in cache.items() if a.dtype != np.float32} == {}
+
+
+# ---------------------------------------------------------------- fused primitives = plain ones
+
+seeds = st.integers(0, 2**32 - 1)
+small = st.integers(1, 4)
+
+
+def _rand(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+@given(seed=seeds, E=small, T=small, H=small, B=small, D=small)
+def test_attn_out_is_the_sum_of_head_results(seed, E, T, H, B, D):
+    rng = np.random.default_rng(seed)
+    z, W_O = _rand(rng, E, T, H, B), _rand(rng, H, E, D)
+    fused, saved = ops.attn_out_forward(z, W_O)
+    plain, plain_saved = ops.head_result_forward(z, W_O)
+    np.testing.assert_allclose(fused, plain.sum(axis=0), rtol=1e-12, atol=1e-12)
+    # the backward of the fused op is head_result_backward with every head given d_out
+    d_out = _rand(rng, D, T, B)
+    dz, dW_O = ops.head_result_backward_shared(d_out, saved)
+    dz_plain, dW_O_plain = ops.head_result_backward(np.broadcast_to(d_out, (H, D, T, B)), plain_saved)
+    np.testing.assert_allclose(dz, dz_plain, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dW_O, dW_O_plain, rtol=1e-12, atol=1e-12)
+
+
+def test_lazy_head_results_equal_eager_ones():
+    """hook_result is computed only when read, unless clamped; both give the same array,
+    and reading it after the parameters changed in place still gives the forward's value."""
+    config = ModelConfig.small(dtype="float64")
+    batch = FewShotTask(TaskConfig.small()).sample(np.random.default_rng(1), 3)
+    params = init_params(config, seed=1)
+    name = "blocks.1.attn.hook_result"
+    lazy = loss_and_grads(params, config, batch)[3]
+    # a clamp that replaces no element forces the eager path
+    eager = loss_and_grads(params, config, batch, [Clamp(name, 0.0, np.zeros((3, 5, 2, 32), bool))])[3]
+    params["blocks.1.attn.W_O"] += 1.0
+    np.testing.assert_allclose(lazy[name], eager[name], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(lazy[name].sum(axis=2), lazy["attn_out", 1], rtol=1e-12, atol=1e-12)

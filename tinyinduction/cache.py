@@ -61,6 +61,13 @@ def unknown_name_message(name, known) -> str:
     return f"unknown cache name {name!r}{hint}"
 
 
+class _Lazy:
+    __slots__ = ("compute",)
+
+    def __init__(self, compute):
+        self.compute = compute
+
+
 class ActivationCache(Mapping):
     """Read-only mapping name -> array (TransformerLens shapes)."""
 
@@ -73,12 +80,21 @@ class ActivationCache(Mapping):
         array.flags.writeable = False
         self._arrays[name] = array
 
+    def _store_lazy(self, name, compute):
+        """An entry computed by compute() when first read (the model's per-head results:
+        nothing downstream needs them unless they are clamped), then kept like any other."""
+        self._arrays[name] = _Lazy(compute)
+
     def __getitem__(self, key):
         name = full_name(key)
         try:
-            return self._arrays[name]
+            array = self._arrays[name]
         except KeyError:
             raise KeyError(unknown_name_message(name, self._arrays)) from None
+        if isinstance(array, _Lazy):
+            array = array.compute()
+            self._store(name, array)
+        return array
 
     def __iter__(self):
         return iter(self._arrays)
@@ -87,5 +103,5 @@ class ActivationCache(Mapping):
         return len(self._arrays)
 
     def __repr__(self):
-        lines = [f"  {name}: {tuple(a.shape)}" for name, a in self._arrays.items()]
+        lines = [f"  {name}: {tuple(a.shape)}" for name, a in self.items()]
         return "ActivationCache(\n" + "\n".join(lines) + "\n)"

@@ -293,6 +293,13 @@ class _Forward:
         self.cache._store(name, internal.transpose(perm))
         return internal
 
+    def lazy_site(self, name, compute, layout):
+        """A site that nothing downstream reads (it has no clamp): its array is computed by
+        compute() [internal layout] only if someone reads it from the cache."""
+        perm = TO_TL[layout]
+        self.layouts[name] = layout
+        self.cache._store_lazy(name, lambda: compute().transpose(perm))
+
     def send_gradient(self, name, grad_tl):
         """Add a linked clamp's gradient [TL layout] to site `name` of this pass."""
         internal = grad_tl.transpose(np.argsort(TO_TL[self.layouts[name]]))
@@ -359,9 +366,18 @@ def _layer_forward(run: _Forward, layer, resid):
     pattern = run.site(b + "attn.hook_pattern", pattern, "pattern")
     z, saved["mix"] = ops.weighted_sum_forward(pattern, v)
     z = run.site(b + "attn.hook_z", z, "head_vec")
-    result, saved["result"] = ops.head_result_forward(z, p[b + "attn.W_O"])
-    result = run.site(b + "attn.hook_result", result, "result")
-    attn_out = run.site(b + "hook_attn_out", result.sum(axis=0), "resid")
+    if b + "attn.hook_result" in run.clamps:   # the per-head outputs are clamped: make them
+        result, saved["result"] = ops.head_result_forward(z, p[b + "attn.W_O"])
+        result = run.site(b + "attn.hook_result", result, "result")
+        attn_out = result.sum(axis=0)
+    else:
+        # Speed: attn_out in one matmul, without the [H, D, T, B] per-head array (8x its
+        # size); hook_result is computed only if read, from z and a copy of W_O (the
+        # optimizer updates the parameters in place after the step).
+        attn_out, saved["result"] = ops.attn_out_forward(z, p[b + "attn.W_O"])
+        W_O = p[b + "attn.W_O"].copy()
+        run.lazy_site(b + "attn.hook_result", lambda: ops.head_result_forward(z, W_O)[0], "result")
+    attn_out = run.site(b + "hook_attn_out", attn_out, "resid")
     return run.site(b + "hook_resid_post", resid + attn_out, "resid")
 
 

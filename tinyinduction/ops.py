@@ -236,6 +236,22 @@ def head_result_forward(z, W_O):
     return result, (z_by_head, W_O, z.shape)
 
 
+def attn_out_forward(z, W_O):
+    """The attention block's output: head_result_forward summed over heads, fused.
+
+    z [E, T, H, B], W_O [H, E, D] -> attn_out [D, T, B].
+    Speed: one [D, HE] @ [HE, TB] matmul instead of H products that fill an [H, D, T, B]
+    array (8x the output, 10 MB for a 1,000-sequence evaluation chunk) and a sum over it.
+    Plain version: head_result_forward(z, W_O)[0].sum(axis=0). Its backward is
+    head_result_backward_shared (every head receives the same gradient).
+    """
+    E, T, H, B = z.shape
+    z_by_head = np.ascontiguousarray(z.transpose(2, 0, 1, 3)).reshape(H, E, T * B)
+    # attn_out = sum_h W_O[h]^T z[h] = W_O[(h, e), :]^T z[(h, e), :]
+    attn_out = W_O.reshape(H * E, -1).T @ z_by_head.reshape(H * E, T * B)
+    return attn_out.reshape(-1, T, B), (z_by_head, W_O, z.shape)
+
+
 def head_result_backward(dresult, saved):
     """dresult [H, D, T, B] -> (dz [E, T, H, B], dW_O [H, E, D])."""
     z_by_head, W_O, (E, T, H, B) = saved
