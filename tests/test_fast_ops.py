@@ -62,3 +62,19 @@ def test_lazy_head_results_equal_eager_ones():
     params["blocks.1.attn.W_O"] += 1.0
     np.testing.assert_allclose(lazy[name], eager[name], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(lazy[name].sum(axis=2), lazy["attn_out", 1], rtol=1e-12, atol=1e-12)
+
+
+even_heads = st.sampled_from([2, 4, 6, 8])
+
+
+@given(seed=seeds, E=even_heads, T=st.integers(1, 6), H=small, B=small, stacked=st.booleans())
+def test_rope_as_a_matmul_equals_the_elementwise_rotation(seed, E, T, H, B, stacked):
+    rng = np.random.default_rng(seed)
+    shape = ((2,) if stacked else ()) + (E, T, H, B)     # queries and keys stacked, or one
+    x, dy = _rand(rng, *shape), _rand(rng, *shape)
+    cos, signed_sin = ops.rope_tables(T, E, dtype=np.float64)
+    fused, R = ops.rope_matmul_forward(x, ops.rope_matrices(cos, signed_sin))
+    plain, plain_saved = ops.rope_forward(x, cos, signed_sin)
+    np.testing.assert_allclose(fused, plain, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ops.rope_matmul_backward(dy, R), ops.rope_backward(dy, plain_saved),
+                               rtol=1e-12, atol=1e-12)

@@ -32,9 +32,17 @@ import numpy as np
 
 def linear_forward(x, W, b=None):
     """y = W^T x + b.  x [I, M], W [I, O], b [O] or None -> y [O, M]."""
-    y = W.T @ x
-    if b is not None:
-        y = y + b[:, None]
+    if x.flags.f_contiguous and not x.flags.c_contiguous:
+        # Speed: x is a transposed row-major array (the exemplar rows): multiplying the
+        # rows, (x^T W)^T, takes BLAS's plain kernel (40 instead of 53 us at the paper's size)
+        y = x.T @ W
+        if b is not None:
+            y += b
+        y = y.T
+    else:
+        y = W.T @ x
+        if b is not None:
+            y += b[:, None]
     return y, (x, W, b is not None)
 
 
@@ -70,29 +78,38 @@ def embedding_backward(dy, saved):
 
 def layernorm_forward(x, w, b, eps=1e-5):
     """LayerNorm over the feature axis 0.  x [D, ...], w [D], b [D] -> y [D, ...]."""
-    inv_d = 1.0 / x.shape[0]
-    centred = x - np.add.reduce(x, axis=0) * inv_d
-    rstd = 1.0 / np.sqrt(np.add.reduce(centred * centred, axis=0) * inv_d + eps)   # [...]
-    xhat = centred * rstd
-    expand = (slice(None),) + (None,) * (x.ndim - 1)
-    y = xhat * w[expand] + b[expand]
-    return y, (xhat, rstd, w, expand)
+    D = x.shape[0]
+    x2 = x.reshape(D, -1)                                   # [D, M]
+    # Speed: means over features as a (1/D) row times x, a BLAS matrix-vector product
+    # (~3x faster than np.add.reduce over axis 0); in place on arrays made here.
+    mean_row = np.full(D, 1.0 / D, dtype=x2.dtype)          # [D]
+    centred = x2 - mean_row @ x2
+    rstd = 1.0 / np.sqrt(mean_row @ (centred * centred) + eps)   # [M]
+    xhat = centred
+    xhat *= rstd
+    y = xhat * w[:, None]
+    y += b[:, None]
+    return y.reshape(x.shape), (xhat, rstd, w)
 
 
 def layernorm_backward(dy, saved):
     """dy [D, ...] -> (dx [D, ...], dw [D], db [D])."""
-    xhat, rstd, w, expand = saved
-    n_features = dy.shape[0]
-    # y = xhat * w + b
-    dw = (dy * xhat).reshape(n_features, -1).sum(axis=1)
-    db = dy.reshape(n_features, -1).sum(axis=1)
-    dxhat = dy * w[expand]
+    xhat, rstd, w = saved                                   # xhat [D, M], rstd [M]
+    D = dy.shape[0]
+    dy2 = dy.reshape(D, -1)
+    # y = xhat * w + b  (sums over M as one einsum / matrix-vector product: no temporary)
+    dw = np.einsum("dm,dm->d", dy2, xhat)
+    db = dy2 @ np.ones(dy2.shape[1], dtype=dy2.dtype)
+    dxhat = dy2 * w[:, None]
     # xhat = (x - mean(x)) * rstd(x): the standard three-term formula
-    inv_d = 1.0 / n_features
-    mean_dxhat = np.add.reduce(dxhat, axis=0) * inv_d
-    mean_dxhat_xhat = np.add.reduce(dxhat * xhat, axis=0) * inv_d
-    dx = (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) * rstd
-    return dx, dw, db
+    #   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+    mean_row = np.full(D, 1.0 / D, dtype=dy2.dtype)
+    mean_dxhat_xhat = mean_row @ (dxhat * xhat)
+    dx = dxhat
+    dx -= mean_row @ dxhat
+    dx -= xhat * mean_dxhat_xhat
+    dx *= rstd
+    return dx.reshape(dy.shape), dw, db
 
 
 # ---------------------------------------------------------------- fused Q, K, V projection
@@ -101,7 +118,7 @@ def layernorm_backward(dy, saved):
 def qkv_forward(x, W_Q, W_K, W_V):
     """Queries, keys and values of every head in one matmul (no biases).
 
-    x [D, T, B]; W_Q, W_K, W_V [H, D, E] -> q, k, v each [E, T, H, B].
+    x [D, T, B]; W_Q, W_K, W_V [H, D, E] -> qkv [3, E, T, H, B] (q, k, v = qkv).
     """
     D, T, B = x.shape
     H, _, E = W_Q.shape
@@ -112,7 +129,8 @@ def qkv_forward(x, W_Q, W_K, W_V):
     W_all = W_all.reshape(3 * E * H, D)
     qkv = (W_all @ x.reshape(D, T * B)).reshape(3, E, H, T, B)
     qkv = np.ascontiguousarray(qkv.transpose(0, 1, 3, 2, 4))       # [3, E, T, H, B]
-    return (qkv[0], qkv[1], qkv[2]), (x, W_all, H)
+    # one array (unpacks as q, k, v): q and k can then be rotated together, as qkv[:2]
+    return qkv, (x, W_all, H)
 
 
 def qkv_backward(dq, dk, dv, saved):
@@ -143,25 +161,63 @@ def rope_tables(n_positions, d_head, base=10000.0, dtype=np.float64):
 
 
 def _swap_pairs(x):
-    """Swap elements 2i <-> 2i+1 along axis 0 (the d_head axis)."""
-    E = x.shape[0]
-    return x.reshape(E // 2, 2, *x.shape[1:])[:, ::-1].reshape(x.shape)
+    """Swap elements 2i <-> 2i+1 along the d_head axis (axis -4 of [..., E, T, H, B])."""
+    pairs = x.reshape(*x.shape[:-4], x.shape[-4] // 2, 2, *x.shape[-3:])
+    return pairs[..., ::-1, :, :, :].reshape(x.shape)
 
 
 def rope_forward(x, cos, signed_sin):
     """Rotate pairs of features by a position-dependent angle.
 
-    x [E, T, H, B]; cos, signed_sin [E, T] -> y [E, T, H, B].
+    x [..., E, T, H, B]; cos, signed_sin [E, T] -> y, same shape.
     """
     c, s = cos[:, :, None, None], signed_sin[:, :, None, None]
     return x * c + _swap_pairs(x) * s, (c, s)
 
 
 def rope_backward(dy, saved):
-    """dy [E, T, H, B] -> dx. The rotation is orthogonal, so this rotates back."""
+    """dy [..., E, T, H, B] -> dx. The rotation is orthogonal, so this rotates back."""
     c, s = saved
     # y = c * x + s * swap(x), and swap is its own transpose
     return dy * c + _swap_pairs(dy * s)
+
+
+def rope_matrices(cos, signed_sin):
+    """The same rotation as one [E, E] matrix per position: R [T, E, E] with
+    R[t] @ x[:, t] = x[:, t] cos[:, t] + swap(x[:, t]) signed_sin[:, t]."""
+    E, T = cos.shape
+    R = np.zeros((T, E, E), dtype=cos.dtype)
+    rows = np.arange(E)
+    R[:, rows, rows] = cos.T
+    R[:, rows, rows ^ 1] = signed_sin.T      # row 2i reads 2i+1, row 2i+1 reads 2i
+    return R
+
+
+def _matmul_per_position(R, x):
+    """y[..., :, t] = R[t] @ x[..., :, t] for x [..., E, T, H, B], R [T, E, E]."""
+    E, T, H, B = x.shape[-4:]
+    x3 = x.reshape(*x.shape[:-4], E, T, H * B)
+    y = np.empty(x.shape, dtype=np.result_type(x, R))
+    y3 = y.reshape(x3.shape)
+    # the T axis is the batch of the product: BLAS writes straight into y's layout
+    np.matmul(R, np.swapaxes(x3, -2, -3), out=np.swapaxes(y3, -2, -3))
+    return y
+
+
+def rope_matmul_forward(x, R):
+    """rope_forward as one batched matmul: x [..., E, T, H, B] (queries and keys may be
+    stacked in front), R [T, E, E] from rope_matrices -> y, same shape.
+
+    Speed: one BLAS call over every position instead of four elementwise passes with a
+    copy of the swapped pairs (5.5 us instead of 2 x 11 us for the paper's q and k).
+    Plain version: rope_forward.
+    """
+    return _matmul_per_position(R, x), R
+
+
+def rope_matmul_backward(dy, R):
+    """dy [..., E, T, H, B] -> dx = R[t]^T dy[:, t] (plain version: rope_backward)."""
+    return _matmul_per_position(R.transpose(0, 2, 1), dy)
 
 
 # ---------------------------------------------------------------- attention
@@ -187,8 +243,14 @@ def attention_scores_backward(dscores, saved):
     ds = dscores * scale
     ds[~causal_mask] = 0.0
     # scores[i, j] = scale * sum_e q[e, i] k[e, j]
-    dq = np.einsum("ijhb,ejhb->eihb", ds, k)     # dq[e, i] = sum_j ds[i, j] k[e, j]
-    dk = np.einsum("ijhb,eihb->ejhb", ds, q)     # dk[e, j] = sum_i ds[i, j] q[e, i]
+    # (dq and dk are the two halves of one array, so RoPE's backward can take both at once)
+    dtype = np.result_type(ds, q, k)
+    if q.shape == k.shape:
+        dq, dk = np.empty((2,) + q.shape, dtype=dtype)
+    else:
+        dq, dk = np.empty(q.shape, dtype=dtype), np.empty(k.shape, dtype=dtype)
+    np.einsum("ijhb,ejhb->eihb", ds, k, out=dq)   # dq[e, i] = sum_j ds[i, j] k[e, j]
+    np.einsum("ijhb,eihb->ejhb", ds, q, out=dk)   # dk[e, j] = sum_i ds[i, j] q[e, i]
     return dq, dk
 
 
