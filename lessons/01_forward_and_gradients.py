@@ -238,11 +238,12 @@ for layer in range(config.n_layers):
           f"d rot_k {np.abs(dk - cache64['rot_k_grad', layer]).max():.1e}")
 
 # %% [markdown]
-# **Answer.** To the last bit: the differences print as 0.0 (had the sums been added
-# in another order, a few units of 1e-17 could differ). It is the same arithmetic on the
-# same numbers, only stored in another order. Finite differences are an approximation
-# (a step h of 1e-6 leaves errors of 1e-10 and more), so they confirm a formula to a
-# few digits only; an exact formula agrees with the package's exactly.
+# **Answer.** To rounding, about 1e-16 or less (0.0 where both add the same numbers in
+# the same order). It is the same arithmetic on the same numbers; the package only
+# stores them in another order and groups some sums differently for speed, so the last
+# bit can differ. Finite differences are an approximation (a step h of 1e-6 leaves
+# errors of 1e-10 and more), so they confirm a formula to a few digits only; an exact
+# formula agrees with the package's to the last digits.
 #
 # **Why the package uses another layout.** Inside `ops.py` the same arrays are stored
 # feature-major with the batch innermost: q, k, v as [d_head, pos, head, batch] and
