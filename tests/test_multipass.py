@@ -216,3 +216,21 @@ def test_plain_clamp_lists_are_one_pass():
     passes = as_passes([Clamp("hook_embed", 0.0)])
     assert [p.name for p in passes.passes] == ["main"]
     assert describe_clamps([Clamp("hook_embed", 0.0, label="zero")]) == [{"site": "hook_embed", "label": "zero"}]
+
+
+def test_train_command_records_clamps_and_refuses_others(tmp_path, capsys):
+    import json
+    from tinyinduction.cli import main
+    out = tmp_path / "run"
+    argv = ["train", "--preset", "small", "--steps", "20", "--eval-every", "10", "--log-every", "0",
+            "--out", str(out)]
+    assert main(argv + ["--clamp", "A", "--clamp", "copy:head=1"]) == 0
+    identity = json.loads((out / "run.json").read_text())["identity"]
+    assert identity["clamps"] == [{"kind": "A"}, {"kind": "copy", "layer": 1, "head": 1}]
+    capsys.readouterr()
+    assert main(argv + ["--resume", "auto", "--clamp", "match:head=1"]) == 2
+    assert "clamps" in capsys.readouterr().err
+    assert main(argv + ["--clamp", "mach:head=1"]) == 2
+    assert "choices: A, match, copy" in capsys.readouterr().err
+    assert main(argv[:-1] + [str(tmp_path / "other"), "--only-head", "1:9"]) == 2
+    assert "allowed 0..1" in capsys.readouterr().err

@@ -3,7 +3,7 @@
     demo    the paper's network for the paper's 31,250 steps, a figure and a summary
     train   a training run that writes run.json, config.json, history.json and checkpoints
     bench   milliseconds per training step (forward, backward, Adam)
-    toy     the three-subcircuit toy model (see tinyinduction/toy.py)
+    toy     the three-subcircuit toy model (see tinyinduction/toy/)
 
 Adding a command: write `_add_<name>(subparsers)` that registers a parser whose
 defaults hold `func=cmd_<name>`, and append it to COMMANDS. cmd_<name>(args) returns an
@@ -98,6 +98,19 @@ def _add_run_options(parser, default_seed=None):
                              "and start again; nothing is deleted")
 
 
+def _clamps_from_options(args, model):
+    """Passes built from --clamp KIND[:field=value,...] and --only-head LAYER:HEAD (the
+    grammar of subcircuits.parse_clamp_option); () without them."""
+    from .subcircuits import build_clamps, parse_clamp_option, parse_only_head_option
+    specs = [parse_clamp_option(text) for text in args.clamp or []]
+    specs += [parse_only_head_option(text) for text in args.only_head or []]
+    if specs:
+        clamps = build_clamps(specs, model)
+        print(f"clamps: {clamps}")
+        return clamps
+    return ()
+
+
 def cmd_train(args) -> int:
     from .train import train
     out = check_output_dir(args.out, "--out")
@@ -108,8 +121,9 @@ def cmd_train(args) -> int:
     resume = args.resume
     if resume is not None and resume != "auto":
         resume = Path(resume)
+    clamps = _clamps_from_options(args, model)
     result = train(model, task_config, train_config, out_dir=out, resume=resume, task=task,
-                   overwrite=args.overwrite)
+                   overwrite=args.overwrite, clamps=clamps)
     if not result.interrupted:
         print(f"done in {time.perf_counter() - started:.1f} s; history in {out / 'history.json'}")
     return interrupted_exit_code(result)
@@ -164,6 +178,12 @@ def _add_train(sub):
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", help="a checkpoint to continue from, or 'auto': continue the "
                                     "run in --out (or reuse it if finished, or start it)")
+    p.add_argument("--clamp", action="append", metavar="KIND[:FIELD=VALUE,...]",
+                   help="clamp a subcircuit all through training (repeatable): A (layer-0 "
+                        "perfect), match:head=3,s=0.8 (B), copy:head=3 (C), prev_token:head=2,p=1, "
+                        "ablate:layer=1,head=5; layer defaults 0 for prev_token, 1 otherwise")
+    p.add_argument("--only-head", action="append", metavar="LAYER:HEAD",
+                   help="ablate (zero the values of) every other head of that layer, e.g. 1:3")
     p.set_defaults(func=cmd_train)
 
 
@@ -181,7 +201,12 @@ def _add_toy(sub):
     p.set_defaults(func=cmd_toy)
 
 
-COMMANDS = [_add_demo, _add_train, _add_bench, _add_toy]
+def _add_experiments(sub):
+    from .experiments.command import add_parsers   # reproduce, sweep
+    add_parsers(sub)
+
+
+COMMANDS = [_add_demo, _add_train, _add_bench, _add_toy, _add_experiments]
 
 
 def build_parser() -> argparse.ArgumentParser:

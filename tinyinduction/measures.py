@@ -100,19 +100,21 @@ def qk_ov_circuits(params, config, layer):
     return W_QK, W_OV
 
 
-def _composition(first_ov, second, kind):
+def composition_score(first_ov, second, kind):
     """|M|_F / (|first_ov|_F |second|_F) for the composed matrix M of Elhage et al.
 
-    first_ov [..., D, D] writes x -> x W_OV into the stream the second head reads.
+    first_ov [..., D, D]: a first head's OV circuit (x -> x W_OV, row vectors), writing
+    into the stream the second head reads; second [..., D, D]: the second head's W_QK
+    (kind "Q" or "K") or W_OV (kind "V"). Leading axes broadcast. -> score [...]
     Q: the second head's query reads it:  M = W_OV1 W_QK2
     K: its key reads it:                  M = W_QK2 W_OV1^T
     V: its value reads it:                M = W_OV1 W_OV2
     """
-    if kind == "Q":
-        composed = first_ov @ second
-    elif kind == "K":
+    if kind not in ("Q", "K", "V"):
+        raise ValueError(f"composition kind = {kind!r}; allowed: 'Q', 'K', 'V'")
+    if kind == "K":
         composed = second @ np.swapaxes(first_ov, -1, -2)
-    else:
+    else:   # Q and V: the first head's output enters the second's query / value input
         composed = first_ov @ second
     norm = np.linalg.norm
     return norm(composed, axis=(-2, -1)) / (norm(first_ov, axis=(-2, -1)) * norm(second, axis=(-2, -1)))
@@ -133,8 +135,8 @@ def composition_scores(params, config, n_baseline: int = 200, seed: int = 0) -> 
     _, W_OV0 = qk_ov_circuits(params, config, 0)
     W_QK1, W_OV1 = qk_ov_circuits(params, config, 1)
     first = W_OV0[:, None]                                              # [H0, 1, D, D]
-    scores = {"Q": _composition(first, W_QK1[None], "Q"), "K": _composition(first, W_QK1[None], "K"),
-              "V": _composition(first, W_OV1[None], "V")}
+    scores = {"Q": composition_score(first, W_QK1[None], "Q"), "K": composition_score(first, W_QK1[None], "K"),
+              "V": composition_score(first, W_OV1[None], "V")}
     rng = np.random.default_rng(seed)
     D, E = config.d_model, config.d_head
 
@@ -143,9 +145,9 @@ def composition_scores(params, config, n_baseline: int = 200, seed: int = 0) -> 
 
     ov, ov2 = gaussian(D, E) @ gaussian(E, D), gaussian(D, E) @ gaussian(E, D)   # W_V W_O
     qk = gaussian(D, E) @ np.swapaxes(gaussian(D, E), 1, 2)                       # W_Q W_K^T
-    scores["baseline"] = {"Q": float(_composition(ov, qk, "Q").mean()),
-                          "K": float(_composition(ov, qk, "K").mean()),
-                          "V": float(_composition(ov, ov2, "V").mean())}
+    scores["baseline"] = {"Q": float(composition_score(ov, qk, "Q").mean()),
+                          "K": float(composition_score(ov, qk, "K").mean()),
+                          "V": float(composition_score(ov, ov2, "V").mean())}
     return scores
 
 

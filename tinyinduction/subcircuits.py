@@ -61,23 +61,37 @@ KINDS = ("A", "match", "copy", "prev_token", "ablate", "only_head")
 # ---------------------------------------------------------------- transforms for links
 
 
+def shift_middle_index(n_positions: int) -> np.ndarray:
+    """[T] source position of every position: i - 1 for i = 1..T-2; 0 and T-1 keep their own."""
+    index = np.arange(n_positions)
+    index[1:n_positions - 1] -= 1
+    return index
+
+
+def shift_middle_forward(x):
+    """x [B, T, ...] -> y [B, T, ...] with y[:, i] = x[:, i - 1] for i = 1..T-2, and the
+    first and last (query) positions unchanged: layer-0 perfect's "previous tokens"."""
+    return np.take(x, shift_middle_index(x.shape[1]), axis=1)
+
+
+def shift_middle_backward(d_y):
+    """d_y [B, T, ...] -> d_x [B, T, ...]: each position's gradient goes back to the
+    position it was copied from; x[:, 0] feeds both y[:, 0] and y[:, 1], so it sums two."""
+    d_x = np.zeros_like(d_y)
+    # y = x[:, index]  =>  d_x[:, index[i]] += d_y[:, i] (index repeats 0, hence add.at)
+    np.add.at(d_x, (slice(None), shift_middle_index(d_y.shape[1])), d_y)
+    return d_x
+
+
 @dataclass(frozen=True)
 class ShiftMiddle:
-    """Along positions (axis 1): position i takes position i-1 for i = 1..T-2; the first
-    and the last (the query) keep their own. [B, T, ...] -> [B, T, ...]."""
-
-    def index(self, n_positions):
-        index = np.arange(n_positions)
-        index[1:n_positions - 1] -= 1
-        return index
+    """Link transform for A: shift_middle_forward / shift_middle_backward along positions."""
 
     def forward(self, source, batch):
-        return np.take(source, self.index(source.shape[1]), axis=1)
+        return shift_middle_forward(source)
 
     def backward(self, d_value, batch, source_shape):
-        d_source = np.zeros(source_shape, dtype=d_value.dtype)
-        np.add.at(d_source, (slice(None), self.index(source_shape[1])), d_value)
-        return d_source
+        return shift_middle_backward(np.broadcast_to(d_value, source_shape))
 
     def __str__(self):
         return "shift middle positions right by one"

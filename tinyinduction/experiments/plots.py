@@ -261,9 +261,10 @@ def data_figure(path, results):
     conditions = [c for c in ("unclamped", "B_evolves", "C_evolves", "BC_evolve") if c in results["curves"]]
     titles = {"unclamped": "unclamped (nothing given)", "B_evolves": "B evolves (A + C clamped)",
               "C_evolves": "C evolves (B clamped)", "BC_evolve": "B and C evolve (A clamped)"}
-    fig = Figure(figsize=(15, 6.5))
-    axes = fig.subplots(2, len(conditions), sharey=True, squeeze=False)
-    for row, axis in enumerate(("classes", "labels")):
+    sweeps = [a for a in ("classes", "labels") if any(results["curves"][c].get(a) for c in conditions)]
+    fig = Figure(figsize=(3.8 * len(conditions), 3.3 * len(sweeps)))
+    axes = fig.subplots(len(sweeps), len(conditions), sharey=True, squeeze=False)
+    for row, axis in enumerate(sweeps):
         for col, condition in enumerate(conditions):
             ax = axes[row, col]
             settings = results["curves"][condition][axis]
@@ -277,7 +278,7 @@ def data_figure(path, results):
             ax.legend(fontsize=7, loc="upper right")
             if row == 0:
                 ax.set_title(titles[condition], fontsize=10)
-            if row == 1:
+            if row == len(sweeps) - 1:
                 ax.set_xlabel("training step")
             if col == 0:
                 ax.set_ylabel(f"train-set loss (nats)\nsweep over {axis}")
