@@ -2,7 +2,11 @@
 import numpy as np
 import pytest
 
-from tinyinduction.tasks.features import builtin_features, feature_statistics, load_features
+from tinyinduction.config import ModelConfig
+from tinyinduction.model import init_params, loss_and_grads
+from tinyinduction.tasks.features import (builtin_features, class_geometry, feature_statistics,
+                                          load_features, parse_feature_source,
+                                          resolve_features)
 from tinyinduction.tasks.fewshot import FewShotTask, TaskConfig
 
 
@@ -70,6 +74,83 @@ def test_feature_statistics_on_known_tables():
     assert stats["within_class_cosine"] == pytest.approx(1)
     assert stats["fraction_zeros"] == pytest.approx(2 / 3)
     assert np.isnan(feature_statistics(np.ones((3, 1, 2)))["within_class_cosine"])
+
+
+def test_class_geometry_on_known_tables():
+    # one-hot classes: no shared part, no similar neighbour, all directions equally used
+    # (centred one-hots of n classes span n - 1 equal directions), and held-out one-hots
+    # lie entirely outside the span of the training ones
+    one_hot = np.zeros((10, 2, 10))
+    one_hot[np.arange(10), :, np.arange(10)] = 1.0
+    one_hot[:, 1] *= 2.0                                            # exemplar 1: same direction
+    geo = class_geometry(one_hot, n_train_classes=6, n_heldout_classes=4)
+    assert geo["nearest_class_cosine"] == pytest.approx(0)
+    assert geo["effective_rank"] == pytest.approx(5)
+    assert geo["heldout_in_train_span"] == pytest.approx(0, abs=1e-12)
+    assert geo["nearest_class_margin"] == pytest.approx(1)
+    assert geo["shared_fraction"] == pytest.approx(0.1)              # |mean|^2 = 10/100
+    # held-out classes that mix training classes (weights summing to 1) lie in their span
+    rng = np.random.default_rng(0)
+    train = rng.random((6, 1, 8))
+    weights = rng.random((4, 6))
+    held = np.einsum("hk,kef->hef", weights / weights.sum(axis=1, keepdims=True), train)
+    mixed = np.concatenate([train, held])
+    assert class_geometry(mixed, 6, 4)["heldout_in_train_span"] == pytest.approx(1)
+    assert np.isnan(class_geometry(mixed, 6, 4)["nearest_class_margin"])  # one exemplar
+    with pytest.raises(ValueError, match="n_train_classes = 20"):
+        class_geometry(mixed, 20)
+
+
+def test_builtin_class_geometry_in_documented_ranges():
+    geo = class_geometry(builtin_features())
+    assert 0.4 <= geo["shared_fraction"] <= 0.8
+    assert 10 <= geo["effective_rank"] <= 40
+    assert geo["nearest_class_margin"] > 0.1
+
+
+# --------------------------------------------------------------------------- sources
+def test_parse_feature_source():
+    assert parse_feature_source("builtin") == ("builtin", {})
+    assert parse_feature_source("builtin:rank=8, class_scale=1.5") == \
+        ("builtin", {"rank": 8, "class_scale": 1.5})
+    assert parse_feature_source("builtin:rank=8:class_scale=1.5") == \
+        ("builtin", {"rank": 8, "class_scale": 1.5})
+    assert parse_feature_source("glyphs:seed=2") == ("glyphs", {"seed": 2})
+    assert parse_feature_source("tables/x.npy") == ("tables/x.npy", None)
+    assert parse_feature_source("C:/x.npy") == ("C:/x.npy", None)
+    with pytest.raises(ValueError) as excinfo:
+        parse_feature_source("builtin:rnak=8")
+    one_line_error(excinfo, "'rnak=8'", "rank", "class_scale")
+    with pytest.raises(ValueError) as excinfo:
+        parse_feature_source("builtin:rank=1.5")
+    one_line_error(excinfo, "rank = '1.5'", "integer")
+    with pytest.raises(ValueError) as excinfo:
+        TaskConfig(features="builtin:class_scale=big")              # checked at construction
+    one_line_error(excinfo, "TaskConfig.features", "class_scale = 'big'", "number")
+    with pytest.raises(ValueError, match="class_scale = -1.0"):
+        resolve_features("builtin:class_scale=-1")                  # the generator's own check
+
+
+def test_generator_settings_change_the_table():
+    table, _ = resolve_features("builtin:latent_scale=2.0")
+    np.testing.assert_array_equal(table, builtin_features(latent_scale=2.0))
+    assert not np.array_equal(table, builtin_features())
+    # a larger low-rank part: classes share more directions (lower effective rank)
+    assert class_geometry(table)["effective_rank"] < class_geometry(builtin_features())["effective_rank"]
+
+
+@pytest.mark.parametrize("dim", [1, 24])
+def test_features_of_another_dimension(dim):
+    # any feature dimension: the task, the model's exemplar embedding and its gradients
+    task = FewShotTask(TaskConfig.small(features=f"builtin:dim={dim}:n_classes=40", eval_size=20))
+    assert task.feature_dim == dim
+    batch = task.sample(np.random.default_rng(0), 8)
+    assert batch.exemplars.shape == (8, 3, dim)
+    model = ModelConfig.small(d_feature=dim)
+    params = init_params(model, 0)
+    loss, _, grads, _ = loss_and_grads(params, model, batch)
+    assert np.isfinite(loss) and grads["embed.W_exemplar"].shape == (dim, model.d_model)
+    assert np.abs(grads["embed.W_exemplar"]).sum() > 0
 
 
 

@@ -20,6 +20,7 @@ Dimension letters: N classes, E exemplars per class, F feature dimension.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import numbers
 import os
@@ -29,7 +30,9 @@ import numpy as np
 __all__ = [
     "builtin_features",
     "feature_statistics",
+    "class_geometry",
     "load_features",
+    "parse_feature_source",
     "resolve_features",
     "FEATURE_SOURCES",
 ]
@@ -133,6 +136,65 @@ def feature_statistics(features: np.ndarray) -> dict:
     }
 
 
+def class_geometry(features: np.ndarray, n_train_classes: int = 50,
+                   n_heldout_classes: int = 100) -> dict:
+    """How the task's classes sit relative to each other: numbers that may predict how
+    fast and how well the few-shot task is learned (the paper's class split: training
+    classes are rows [0, n_train_classes), held-out classes the next n_heldout_classes).
+    Computed on exemplar 0 (the one training uses) unless said otherwise.
+
+    shared_fraction:       |mean vector|^2 / mean |x|^2 over the task's classes: the part
+                           of every vector that all classes share.
+    effective_rank:        participation ratio (sum l)^2 / sum l^2 of the eigenvalues l
+                           of the centred training vectors' covariance (1 .. n_train - 1).
+    nearest_class_cosine:  mean over training classes of the cosine to the most similar
+                           other training class (how alike the closest distractor is).
+    nearest_class_margin:  mean over other exemplars (1..E-1) of training classes of
+                           cosine to their class's exemplar 0 minus the largest cosine to
+                           another training class's exemplar 0 (NaN if E = 1).
+    heldout_in_train_span: fraction of the held-out classes' centred energy that lies in
+                           the span of the centred training vectors (NaN without them).
+    """
+    table = check_feature_table(features, "features")
+    n_train = check_int("class_geometry", "n_train_classes", n_train_classes, 2)
+    n_held = check_int("class_geometry", "n_heldout_classes", n_heldout_classes, 0)
+    if n_train > table.shape[0]:
+        raise ValueError(f"class_geometry n_train_classes = {n_train}: the table has only "
+                         f"{table.shape[0]} classes")
+    n_held = min(n_held, table.shape[0] - n_train)
+    x = table[:n_train + n_held].astype(np.float64)                # [N', E, F]
+    first = x[:, 0]                                                # [N', F]
+    train = first[:n_train]                                        # [n_train, F]
+    mean = train.mean(axis=0)                                      # [F]
+    centred = train - mean
+    eigen = np.linalg.svd(centred, compute_uv=False) ** 2          # [min(n_train, F)]
+    unit = train / np.maximum(np.linalg.norm(train, axis=1, keepdims=True), 1e-300)
+    cosine = unit @ unit.T                                         # [n_train, n_train]
+    np.fill_diagonal(cosine, -np.inf)
+    result = {
+        "shared_fraction": float(first.mean(axis=0) @ first.mean(axis=0)
+                                 / np.mean(np.sum(first ** 2, axis=1))),
+        "effective_rank": float(eigen.sum() ** 2 / np.sum(eigen ** 2)) if eigen.sum() > 0 else 0.0,
+        "nearest_class_cosine": float(cosine.max(axis=1).mean()),
+        "nearest_class_margin": float("nan"),
+        "heldout_in_train_span": float("nan"),
+    }
+    if x.shape[1] > 1:
+        others = x[:n_train, 1:]                                   # [n_train, E-1, F]
+        others = others / np.maximum(np.linalg.norm(others, axis=-1, keepdims=True), 1e-300)
+        to_first = np.einsum("cef,kf->cek", others, unit)          # [n_train, E-1, n_train]
+        own = to_first[np.arange(n_train), :, np.arange(n_train)]  # [n_train, E-1]
+        to_first[np.arange(n_train), :, np.arange(n_train)] = -np.inf
+        result["nearest_class_margin"] = float(np.mean(own - to_first.max(axis=-1)))
+    if n_held:
+        basis = np.linalg.svd(centred, full_matrices=False)[2]     # [r, F] rows span training
+        rank = int(np.sum(np.sqrt(eigen) > 1e-9 * np.sqrt(eigen.max(initial=0.0))))
+        held = first[n_train:] - mean                              # [n_held, F]
+        inside = held @ basis[:rank].T                             # [n_held, rank]
+        result["heldout_in_train_span"] = float(np.sum(inside ** 2) / np.sum(held ** 2))
+    return result
+
+
 def check_feature_table(table, source: str) -> np.ndarray:
     """Validate a (classes, exemplars, dim) float table; return it as read-only float32."""
     arr = np.asarray(table)
@@ -184,12 +246,48 @@ def load_features(path) -> np.ndarray:
     return check_feature_table(loaded, where)
 
 
+def _generator(name: str):
+    if name == "builtin":
+        return builtin_features
+    from .glyphs import glyph_features   # rendering needs matplotlib: import on demand
+    return glyph_features
+
+
+def parse_feature_source(source: str) -> tuple[str, dict | None]:
+    """Split a ``TaskConfig.features`` value into (generator name, its settings).
+
+    "builtin" -> ("builtin", {}); "builtin:rank=8,class_scale=1.5" -> ("builtin",
+    {"rank": 8, "class_scale": 1.5}); likewise "glyphs[:...]"; anything else is a path:
+    (path, None). Settings may also be separated by ":" ("builtin:rank=8:class_scale=1.5"),
+    which survives `sweep --grid task.features=...`, whose values are split at commas.
+    Setting names and types are those of the generator's keyword arguments; an unknown
+    name or a value of the wrong type is a one-line error.
+    """
+    name, _, settings = source.partition(":")
+    settings = settings.replace(":", ",")
+    if name not in FEATURE_SOURCES:
+        return source, None
+    parameters = inspect.signature(_generator(name)).parameters
+    allowed = {k: type(p.default) for k, p in parameters.items() if type(p.default) in (int, float)}
+    options = {}
+    for item in filter(None, (part.strip() for part in settings.split(","))):
+        key, equals, text = (part.strip() for part in item.partition("="))
+        if key not in allowed or not equals:
+            raise ValueError(f"features = {source!r}: {item!r} is not a setting of {name}; "
+                             f"write {name}:name=value,... with names from {', '.join(allowed)}")
+        try:
+            options[key] = allowed[key](text)
+        except ValueError:
+            raise ValueError(f"features = {source!r}: {key} = {text!r} must be "
+                             f"{'an integer' if allowed[key] is int else 'a number'}") from None
+    return name, options
+
+
 def resolve_features(source: str) -> tuple[np.ndarray, str]:
     """(read-only float32 table [N, E, F], a description for messages) of a
-    ``TaskConfig.features`` value: "builtin", "glyphs" or a path to a .npy file."""
-    if source == "builtin":
-        return builtin_features(), "the builtin feature table"
-    if source == "glyphs":
-        from .glyphs import glyph_features   # rendering needs matplotlib: import on demand
-        return glyph_features(), "the glyph feature table"
-    return load_features(source), f"feature table {source!r}"
+    ``TaskConfig.features`` value: "builtin[:settings]", "glyphs[:settings]" (see
+    ``parse_feature_source``) or a path to a .npy file."""
+    name, options = parse_feature_source(source)
+    if options is None:
+        return load_features(source), f"feature table {source!r}"
+    return _generator(name)(**options), f"the {source} feature table"

@@ -35,7 +35,8 @@ import numpy as np
 # The feature tables live in .features; their public names are re-exported here so that
 # `from tinyinduction.tasks.fewshot import builtin_features` keeps working.
 from .features import (FEATURE_SOURCES, builtin_features, check_feature_table, check_int,
-                       feature_statistics, load_features, resolve_features)
+                       feature_statistics, load_features, parse_feature_source,
+                       resolve_features)
 
 __all__ = [
     "TaskConfig",
@@ -93,7 +94,7 @@ class TaskConfig:
     heldout_label_fraction: float = 0.2  # fraction of label combinations held out (paper: 10 -> 8 train / 2 held out)
     label_split_seed: int = 0
     noise_std: float = 0.0           # Gaussian noise added to exemplar features (paper: 0)
-    features: str = "builtin"        # "builtin", "glyphs" or a path to a .npy file of shape (classes, exemplars, dim)
+    features: str = "builtin"        # "builtin[:settings]", "glyphs[:settings]" or a .npy path (features.parse_feature_source)
     eval_size: int = 1000
     eval_seed: int = 1234
 
@@ -138,6 +139,10 @@ class TaskConfig:
             raise ValueError(f"{own}.features = {self.features!r}: must be one of "
                              f"{', '.join(FEATURE_SOURCES)} or the path of a .npy file of "
                              "shape (classes, exemplars, dim)")
+        try:
+            parse_feature_source(self.features)     # generator settings checked now, not at use
+        except ValueError as error:
+            raise ValueError(f"{own}.{error}") from None
         set_("eval_size", check_int(own, "eval_size", self.eval_size, 1))
         set_("eval_seed", check_int(own, "eval_seed", self.eval_seed, 0))
 
