@@ -567,6 +567,29 @@ def _layer_backward(bw: _Backward, layer, d_resid_post, grads):
     return bw.site(b + "hook_resid_pre", d_resid_post + dx, "resid")
 
 
+def _unembed_backward_last_position(run, d_logits, grads):
+    """The unembedding's and final LayerNorm's backward when d_logits [V, T, B] is zero
+    except at the last position (a few-shot loss reads only the query) and nothing is
+    recorded or clamped at ln_final: everything they send back is zero elsewhere too.
+
+    Speed: both run on the last position's B columns instead of all T * B (a fifth of the
+    final LayerNorm's backward). Same maths as the full path; returns dx [D, T, B].
+    """
+    c = run.config
+    _, n_positions, n_batch = d_logits.shape
+    last = np.s_[:, (n_positions - 1) * n_batch:]             # columns (t, b) with t = T-1
+    x, W_U, has_bias = run.saved["unembed"]
+    d_last, grads["unembed.W_U"], grads["unembed.b_U"] = ops.linear_backward(
+        d_logits[:, -1], (x[last], W_U, has_bias))            # [D, B]
+    if c.layernorm:
+        xhat, rstd, w = run.saved["ln_final"]
+        d_last, grads["ln_final.w"], grads["ln_final.b"] = ops.layernorm_backward(
+            d_last, (xhat[last], rstd[last[1]], w))
+    dx = np.zeros((c.d_model, n_positions, n_batch), dtype=d_last.dtype)
+    dx[:, -1] = d_last
+    return dx
+
+
 def backward(run: _Forward, d_logits, record_activation_grads=False) -> dict:
     """Gradients of the loss for every parameter, from d loss / d logits [V, T, B] (None:
     zero, for a pass whose output is only read through links).
@@ -582,13 +605,18 @@ def backward(run: _Forward, d_logits, record_activation_grads=False) -> dict:
         d_logits = np.zeros(run.cache["hook_logits"].shape[::-1], dtype=run.dtype)
     d_logits = bw.site("hook_logits", d_logits, "resid")
     n_outputs, n_positions, n_batch = d_logits.shape
-    # logits = W_U^T x + b_U
-    dx, grads["unembed.W_U"], grads["unembed.b_U"] = ops.linear_backward(
-        d_logits.reshape(n_outputs, -1), run.saved["unembed"])
-    dx = dx.reshape(d_model, n_positions, n_batch)
-    if c.layernorm:
-        dx = bw.site("ln_final.hook_normalized", dx, "resid")
-        dx, grads["ln_final.w"], grads["ln_final.b"] = ops.layernorm_backward(dx, run.saved["ln_final"])
+    ln_site = "ln_final.hook_normalized"
+    if n_positions > 1 and not (bw.record or ln_site in run.masks or ln_site in run.pending) \
+            and not d_logits[:, :-1].any():
+        dx = _unembed_backward_last_position(run, d_logits, grads)
+    else:
+        # logits = W_U^T x + b_U
+        dx, grads["unembed.W_U"], grads["unembed.b_U"] = ops.linear_backward(
+            d_logits.reshape(n_outputs, -1), run.saved["unembed"])
+        dx = dx.reshape(d_model, n_positions, n_batch)
+        if c.layernorm:
+            dx = bw.site(ln_site, dx, "resid")
+            dx, grads["ln_final.w"], grads["ln_final.b"] = ops.layernorm_backward(dx, run.saved["ln_final"])
     for layer in reversed(range(c.n_layers)):
         dx = _layer_backward(bw, layer, dx, grads)
     if c.positional == "learned":

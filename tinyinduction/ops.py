@@ -256,16 +256,20 @@ def attention_scores_backward(dscores, saved):
 
 def softmax_forward(scores):
     """Softmax over keys (axis 1).  scores [Tq, Tk, H, B] -> pattern [Tq, Tk, H, B]."""
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    pattern = exp / exp.sum(axis=1, keepdims=True)
+    # in place on the one new array (np.maximum.reduce / np.add.reduce: no Python wrapper)
+    pattern = scores - np.maximum.reduce(scores, axis=1, keepdims=True)
+    np.exp(pattern, out=pattern)
+    pattern /= np.add.reduce(pattern, axis=1, keepdims=True)
     return pattern, pattern
 
 
 def softmax_backward(dpattern, pattern):
     """dpattern [Tq, Tk, H, B] -> dscores [Tq, Tk, H, B]."""
     # pattern = exp(s) / sum_j exp(s_j)  =>  ds = p * (dp - sum_j dp_j p_j)
-    return pattern * (dpattern - (dpattern * pattern).sum(axis=1, keepdims=True))
+    #                                          = dp p - p sum_j dp_j p_j   (one pass fewer)
+    dscores = dpattern * pattern
+    dscores -= pattern * np.add.reduce(dscores, axis=1, keepdims=True)
+    return dscores
 
 
 def weighted_sum_forward(pattern, v):
