@@ -8,10 +8,12 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+from test_model_gradients import setups
 from tinyinduction import ops
 from tinyinduction.clamp import Clamp
 from tinyinduction.config import ModelConfig, TaskConfig
-from tinyinduction.model import init_params, loss_and_grads
+from tinyinduction.model import (init_params, loss_and_accuracy, loss_and_grads, loss_from_cache,
+                                 run_with_cache)
 from tinyinduction.tasks.fewshot import FewShotTask
 
 
@@ -78,3 +80,24 @@ def test_rope_as_a_matmul_equals_the_elementwise_rotation(seed, E, T, H, B, stac
     np.testing.assert_allclose(fused, plain, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ops.rope_matmul_backward(dy, R), ops.rope_backward(dy, plain_saved),
                                rtol=1e-12, atol=1e-12)
+
+
+@given(setup=setups(max_layers=2), smeared_key=st.booleans())
+def test_loss_only_pass_equals_the_full_forward(setup, smeared_key):
+    """Evaluation's lean pass (no cache; a few-shot model's last block for the query
+    only) gives the loss and accuracy of run_with_cache + loss_from_cache."""
+    config = setup.config.replace(smeared_key=smeared_key)
+    params = init_params(config, 3) if smeared_key else setup.params
+    lean = loss_and_accuracy(params, config, setup.batch)
+    full = loss_from_cache(config, setup.batch, run_with_cache(params, config, setup.batch))
+    np.testing.assert_allclose(lean, full, rtol=1e-12, atol=1e-14)
+
+
+def test_loss_only_pass_with_clamps_is_the_clamped_forward():
+    config = ModelConfig.small(dtype="float64")
+    batch = FewShotTask(TaskConfig.small()).sample(np.random.default_rng(2), 5)
+    params = init_params(config, seed=2)
+    clamps = [Clamp("blocks.0.attn.hook_pattern", 0.2)]
+    clamped = loss_and_accuracy(params, config, batch, clamps)
+    assert clamped == loss_from_cache(config, batch, run_with_cache(params, config, batch, clamps))
+    assert clamped != loss_and_accuracy(params, config, batch)

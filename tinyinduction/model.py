@@ -357,7 +357,9 @@ def _embed(run: _Forward):
     return embed
 
 
-def _layer_forward(run: _Forward, layer, resid):
+def _layer_forward(run: _Forward, layer, resid, queries=None):
+    """One attention block. queries: None, or a slice of the query positions whose output
+    is needed (the loss-only pass computes the last block for the loss positions only)."""
     p, c = run.params, run.config
     b = f"blocks.{layer}."
     saved = run.saved.setdefault(layer, {})
@@ -383,10 +385,12 @@ def _layer_forward(run: _Forward, layer, resid):
     if c.smeared_key:
         k, saved["smear"] = ops.smear_key_forward(k, p[b + "attn.smear_alpha"])
         k = run.site(b + "attn.hook_smeared_k", k, "head_vec")
+    causal_mask = _causal_mask(n_positions)                 # [Tq, Tk]
+    if queries is not None:   # Speed: rows no one reads are not computed (a fifth, at T = 5)
+        q, resid, causal_mask = q[:, queries], resid[:, queries], causal_mask[queries]
     # the scale is a Python float: a NumPy float64 scalar would turn float32 arrays into
     # float64 under NumPy 2 (it did: half the backward pass ran in float64, ~30% of a step)
-    scores, saved["scores"] = ops.attention_scores_forward(
-        q, k, c.d_head ** -0.5, _causal_mask(n_positions))
+    scores, saved["scores"] = ops.attention_scores_forward(q, k, c.d_head ** -0.5, causal_mask)
     scores = run.site(b + "attn.hook_attn_scores", scores, "pattern")
     pattern, saved["softmax"] = ops.softmax_forward(scores)
     pattern = run.site(b + "attn.hook_pattern", pattern, "pattern")
@@ -407,12 +411,29 @@ def _layer_forward(run: _Forward, layer, resid):
     return run.site(b + "hook_resid_post", resid + attn_out, "resid")
 
 
-def _forward(params, config, batch, clamps=(), pass_name="main", earlier=None) -> _Forward:
-    """One pass of the network over the batch, with the clamps of that pass."""
-    run = _Forward(params, config, batch, clamps, pass_name, earlier)
+class _LossOnlyForward(_Forward):
+    """A pass that only the loss reads: no clamps, nothing stored in a cache."""
+
+    def site(self, name, internal, layout):
+        return internal
+
+    def lazy_site(self, name, compute, layout):
+        pass
+
+
+def _forward(params, config, batch, clamps=(), pass_name="main", earlier=None,
+             loss_only=False) -> _Forward:
+    """One pass of the network over the batch, with the clamps of that pass.
+
+    loss_only: keep no cache, and for a few-shot model run the last block for the query
+    position only (the loss reads nothing else); run.logits is then [V, 1, B].
+    """
+    run = (_LossOnlyForward if loss_only else _Forward)(params, config, batch, clamps, pass_name, earlier)
     resid = _embed(run)
+    query_only = loss_only and config.input_kind == "fewshot"
     for layer in range(config.n_layers):
-        resid = _layer_forward(run, layer, resid)
+        last = layer == config.n_layers - 1
+        resid = _layer_forward(run, layer, resid, slice(-1, None) if query_only and last else None)
     x = resid
     if config.layernorm:
         x, run.saved["ln_final"] = ops.layernorm_forward(
@@ -421,7 +442,7 @@ def _forward(params, config, batch, clamps=(), pass_name="main", earlier=None) -
     d_model, n_positions, n_batch = x.shape
     logits, run.saved["unembed"] = ops.linear_forward(
         x.reshape(d_model, -1), params["unembed.W_U"], params["unembed.b_U"])
-    run.site("hook_logits", logits.reshape(-1, n_positions, n_batch), "resid")   # [V, T, B]
+    run.logits = run.site("hook_logits", logits.reshape(-1, n_positions, n_batch), "resid")   # [V, T, B]
     return run
 
 
@@ -471,18 +492,31 @@ def _loss_columns(config, batch, logits):
     return logits[:, where], targets[where], np.s_[:, where]
 
 
-def _loss(config, batch, cache):
-    """Loss, accuracy, what the CE backward needs, logits [V, T, B] and the loss columns."""
-    logits = cache["hook_logits"].transpose(2, 1, 0)                      # [V, T, B]
+def _loss(config, batch, logits):
+    """Loss, accuracy, what the CE backward needs, and the loss columns of logits [V, T, B]."""
     columns, targets, where = _loss_columns(config, batch, logits)
     loss, ce_saved = ops.cross_entropy_forward(columns, targets)
     accuracy = np.count_nonzero(columns.argmax(axis=0) == targets) / targets.shape[0]
-    return loss, accuracy, ce_saved, logits, where
+    return loss, accuracy, ce_saved, where
 
 
 def loss_from_cache(config, batch, cache):
     """(mean cross-entropy, accuracy) at the loss positions of a finished forward pass."""
-    return _loss(config, batch, cache)[:2]
+    return _loss(config, batch, cache["hook_logits"].transpose(2, 1, 0))[:2]
+
+
+def loss_and_accuracy(params, config: ModelConfig, batch, clamps=()):
+    """(mean cross-entropy, accuracy) of params on a batch, as
+    loss_from_cache(config, batch, run_with_cache(params, config, batch, clamps)).
+
+    Without clamps it runs a lean pass (evaluation): no cache is kept, and a few-shot
+    model's last block is computed for the query position only, the one the loss reads.
+    """
+    if not (isinstance(clamps, (tuple, list)) and not clamps):
+        return loss_from_cache(config, batch, run_with_cache(params, config, batch, clamps))
+    check_params(params, config)
+    _check_batch(config, batch)
+    return _loss(config, batch, _forward(params, config, batch, loss_only=True).logits)[:2]
 
 
 # ---------------------------------------------------------------- backward
@@ -647,7 +681,8 @@ def loss_and_grads(params, config: ModelConfig, batch, clamps=(), record_activat
     """
     runs = _forward_passes(params, config, batch, clamps)
     final = runs[-1]
-    loss, accuracy, ce_saved, logits, where = _loss(config, batch, final.cache)
+    logits = final.cache["hook_logits"].transpose(2, 1, 0)                 # [V, T, B]
+    loss, accuracy, ce_saved, where = _loss(config, batch, logits)
     d_logits = np.zeros(logits.shape, dtype=logits.dtype)
     d_logits[where] = ops.cross_entropy_backward(ce_saved)
     grads = backward(final, d_logits, record_activation_grads)

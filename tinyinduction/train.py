@@ -35,7 +35,7 @@ import numpy as np
 from .checkpoint import load_checkpoint, load_params, save_checkpoint  # noqa: F401 (re-exported)
 from .clamp import clamps_for_rows
 from .config import ModelConfig, TaskConfig, TrainConfig, require_config
-from .model import TokenBatch, init_params, loss_and_grads, loss_from_cache, run_with_cache
+from .model import TokenBatch, init_params, loss_and_accuracy, loss_and_grads
 from .optim import Adam, flatten_grads, flatten_params
 from .runs import (CONFIG_FILE, HISTORY_FILE, check_output_dir, checkpoint_path, checkpoint_paths,
                    make_identity, move_aside, plan_start, remove_temporaries, write_json, write_run)
@@ -94,8 +94,8 @@ def evaluate(params, model_config: ModelConfig, batch, clamps=()) -> tuple[float
         # per-sequence clamp values (a graft from the whole set) are cut to the chunk
         chunk_clamps = clamps if n <= EVAL_CHUNK else clamps_for_rows(
             clamps, start, min(start + EVAL_CHUNK, n), n)
-        cache = run_with_cache(params, model_config, chunk, chunk_clamps)
-        loss, acc = loss_from_cache(model_config, chunk, cache)
+        # without clamps a lean pass: no cache kept, the last block only where the loss reads
+        loss, acc = loss_and_accuracy(params, model_config, chunk, chunk_clamps)
         losses.append(loss), accs.append(acc), weights.append(weight)
     if not weights:
         return float("nan"), float("nan")
