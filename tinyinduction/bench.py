@@ -24,12 +24,13 @@ def bench_training_step(model_config, task_config, train_config, n_steps=500) ->
     flat, params = flatten_params(init_params(model_config, train_config.seed))
     names = list(params)
     optimizer = Adam(flat.size, train_config.lr, dtype=flat.dtype)
+    flat_grads = np.empty_like(flat)
     times = []
     for i in range(WARMUP_STEPS + n_steps):
         batch = batches[i % N_BATCHES]
         start = time.perf_counter()
         _, _, grads, _ = loss_and_grads(params, model_config, batch)
-        optimizer.step(flat, flatten_grads(grads, names))
+        optimizer.step(flat, flatten_grads(grads, names, out=flat_grads))
         if i >= WARMUP_STEPS:
             times.append(time.perf_counter() - start)
     times_ms = np.array(times) * 1e3

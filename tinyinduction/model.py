@@ -162,6 +162,11 @@ def hook_names(config: ModelConfig) -> list[str]:
 
 
 @functools.lru_cache(maxsize=64)
+def _known_names(config: ModelConfig) -> frozenset:
+    return frozenset(hook_names(config))
+
+
+@functools.lru_cache(maxsize=64)
 def _rope_tables(n_positions, d_head, base, dtype):
     return ops.rope_tables(n_positions, d_head, base, np.dtype(dtype))
 
@@ -263,7 +268,7 @@ class _Forward:
         self.layouts = {}        # site name -> layout key of TO_TL
         self.pending = {}        # site name -> gradient sent here by links (internal layout)
         self.clamps = {}
-        known = set(hook_names(config))
+        known = _known_names(config) if clamps else ()
         for clamp in clamps:
             if clamp.name not in known:
                 raise ValueError(unknown_name_message(clamp.name, known))
@@ -290,7 +295,7 @@ class _Forward:
         """Apply clamps to an array, store its read-only view, return the array to use."""
         perm = TO_TL[layout]
         self.layouts[name] = layout
-        clamps = self.clamps.get(name)
+        clamps = self.clamps.get(name) if self.clamps else None
         if clamps:
             tl = internal.transpose(perm)
             replaced = np.zeros(tl.shape, dtype=bool)

@@ -22,9 +22,11 @@ def flatten_params(params: dict) -> tuple[np.ndarray, dict]:
     return flat, views
 
 
-def flatten_grads(grads: dict, names) -> np.ndarray:
-    """Gradients in the same order as the flat parameter vector [P]."""
-    return np.concatenate([grads[n].ravel() for n in names])
+def flatten_grads(grads: dict, names, out=None) -> np.ndarray:
+    """Gradients in the same order as the flat parameter vector [P] (written into `out`
+    if given: the same memory every step)."""
+    # axis=None flattens each array inside one C call (no Python-level ravel per array)
+    return np.concatenate([grads[n] for n in names], axis=None, out=out)
 
 
 class Adam:

@@ -217,6 +217,7 @@ class _Run:
         self.out_dir, self.identity, self.configs, self.log = out_dir, identity, configs, log
         flat, params = flatten_params(init_params(model_config, train_config.seed))
         self.flat, self.params, self.names = flat, params, list(params)
+        self.flat_grads = np.empty_like(flat)     # reused by every step
         tc = train_config
         self.optimizer = Adam(flat.size, tc.lr, tc.beta1, tc.beta2, tc.adam_eps, dtype=flat.dtype)
         self.data_rng = np.random.default_rng([tc.seed, 1])
@@ -382,7 +383,7 @@ def _loop(run: _Run) -> TrainResult:
                 rng_before = run.data_rng.bit_generator.state
                 batch = run.task.sample(run.data_rng, tc.batch_size)
                 loss, acc, grads, _ = loss_and_grads(run.params, run.model_config, batch, run.clamps)
-                flat_grads = flatten_grads(grads, run.names)
+                flat_grads = flatten_grads(grads, run.names, out=run.flat_grads)
                 if not (np.isfinite(loss) and np.isfinite(flat_grads).all()):
                     what = "loss" if not np.isfinite(loss) else "gradient"
                     raise TrainingDiverged(f"the training {what} became non-finite (loss {loss}) at "
