@@ -14,7 +14,7 @@ lessons/exercises/02_phase_change.py, in which you write induction_strength and
 label_previous_token_score.
 
 Uses the `small` preset (2 layers x 2 heads, 10 training classes) so that it runs in
-about 15 seconds on a 2-core laptop (TINYINDUCTION_QUICK=1 reads every second
+20-35 seconds on a busy 2-core machine (TINYINDUCTION_QUICK=1 reads every second
 checkpoint); `python -m tinyinduction demo` runs the paper's network. Prints the loss
 levels, the measures and a summary; saves figures/02_circuit.png,
 figures/02_phase_change.png and figures/02_patterns_before_after.png. The run's

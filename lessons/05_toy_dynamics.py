@@ -15,7 +15,7 @@ Exercises: `python -m tinyinduction.exercises 05` writes
 lessons/exercises/05_toy_dynamics.py, in which you write product_gradient and
 closed_form_product (D = 1, 2).
 
-Runs in about 5 seconds on a 2-core laptop (TINYINDUCTION_QUICK=1: coarser grids).
+Runs in about 7 seconds on a busy 2-core machine (TINYINDUCTION_QUICK=1: coarser grids).
 Prints the closed-form vs solve_ivp errors, plateau lengths and transition times with
 0, 1, 2 clamps, the vector model's transition steps, the plateau-scaling slopes, and a
 toy fit. Figures: figures/toy_closed_vs_sim.png, toy_depth.png, toy_vector_clamps.png,
