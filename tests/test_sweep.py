@@ -113,3 +113,43 @@ def test_dask_local_cluster_runs_the_grid(tmp_path):
     for name in local:
         a, b = local[name].history(), remote[name].history()
         assert a["eval/train/loss"] == b["eval/train/loss"]
+
+
+def test_workers_stop_when_the_parent_dies(tmp_path):
+    """A grid whose parent process is killed leaves no worker training on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from tinyinduction.config import ModelConfig, TaskConfig, TrainConfig
+        from tinyinduction.sweep import RunSpec, run_grid
+        import os
+        print(os.getpid(), flush=True)
+        train = TrainConfig(steps=100000, lr=1e-3, eval_every=50, checkpoint_every=50, log_every=0)
+        specs = [RunSpec(f"seed={{s}}", ModelConfig.small(n_heads=2, d_model=16), TaskConfig.small(eval_size=20),
+                         train.replace(seed=s)) for s in (1, 2)]
+        run_grid(specs, {str(tmp_path / 'grid')!r}, jobs=2, log=lambda *a: None)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    parent.stdout.readline()
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "grid").glob("seed=*/checkpoints/step_*.npz")):
+        time.sleep(0.5)
+    children = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "the grid started no worker processes"
+    parent.kill()                       # SIGKILL: the parent gets no chance to clean up
+    parent.wait()
+    deadline = time.time() + 90
+    alive = list(children)
+    while alive and time.time() < deadline:
+        time.sleep(0.5)
+        alive = [pid for pid in alive if os.path.exists(f"/proc/{pid}") and
+                 open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
+    for pid in alive:
+        os.kill(int(pid), signal.SIGKILL)
+    assert not alive, "orphaned workers kept running"

@@ -30,6 +30,8 @@ import dataclasses
 import io
 import json
 import math
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,7 @@ from typing import Any
 from .config import ModelConfig, TaskConfig, TrainConfig
 
 SCHEDULER_TIMEOUT_S = 10
+_ORPHANED = threading.Event()   # set in a worker whose parent process died
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ def train_one(spec: RunSpec, out_dir: str, log_every: bool = False) -> RunSummar
     train_config = spec.train if log_every else spec.train.replace(log_every=0)
     result = train(spec.model, spec.task, train_config, out_dir=out_dir, resume="auto",
                    clamps=clamps, task=task, log=print if log_every else (lambda *a: None))
+    if _ORPHANED.is_set():   # nobody is waiting for the result: the run is saved, go
+        os._exit(1)
     history = result.history
     final = {k: v[-1] for k, v in history.items() if k.startswith(("eval/", "train/")) and v}
     return RunSummary(spec.name, str(out_dir), "interrupted" if result.interrupted else "finished",
@@ -180,6 +185,25 @@ def _format_seconds(seconds: float) -> str:
         f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def _stop_when_orphaned(poll_seconds: float = 1.0, grace_seconds: float = 60.0):
+    """Worker initializer: if the parent process dies (killed, or a timeout), ask this
+    worker to stop like on SIGTERM (a training run saves its checkpoint between two
+    steps), and exit after a grace period, so no orphaned worker trains on forever."""
+    import signal
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        _ORPHANED.set()                        # train_one exits once its run has saved
+        os.kill(os.getpid(), signal.SIGTERM)   # idle worker: dies; training: stops and saves
+        time.sleep(grace_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="orphan-watch").start()
+
+
 def connect_scheduler(address: str):
     """A concurrent.futures Executor on a Dask distributed cluster, or a one-line error."""
     try:
@@ -214,7 +238,8 @@ def run_grid(specs, out, jobs: int = 1, scheduler: str | None = None, executor=N
     if executor is None and scheduler is not None:
         executor = connect_scheduler(scheduler)
     elif executor is None and jobs > 1:
-        executor = own_executor = futures.ProcessPoolExecutor(max_workers=min(jobs, len(specs)))
+        executor = own_executor = futures.ProcessPoolExecutor(max_workers=min(jobs, len(specs)),
+                                                              initializer=_stop_when_orphaned)
     summaries, started = {}, time.perf_counter()
 
     def finished(summary: RunSummary):
