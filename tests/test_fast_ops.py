@@ -13,7 +13,7 @@ from tinyinduction import ops
 from tinyinduction.clamp import Clamp
 from tinyinduction.config import ModelConfig, TaskConfig
 from tinyinduction.model import (init_params, loss_and_accuracy, loss_and_grads, loss_from_cache,
-                                 run_with_cache)
+                                 run_with_cache, training_loss_and_grads)
 from tinyinduction.tasks.fewshot import FewShotTask
 
 
@@ -101,3 +101,13 @@ def test_loss_only_pass_with_clamps_is_the_clamped_forward():
     clamped = loss_and_accuracy(params, config, batch, clamps)
     assert clamped == loss_from_cache(config, batch, run_with_cache(params, config, batch, clamps))
     assert clamped != loss_and_accuracy(params, config, batch)
+
+
+@given(setup=setups(max_layers=2))
+def test_training_step_without_cache_equals_loss_and_grads(setup):
+    loss, acc, grads, _ = loss_and_grads(setup.params, setup.config, setup.batch)
+    lean_loss, lean_acc, lean_grads = training_loss_and_grads(setup.params, setup.config, setup.batch)
+    assert (lean_loss, lean_acc) == (loss, acc)
+    assert lean_grads.keys() == grads.keys()
+    for name in grads:
+        np.testing.assert_array_equal(lean_grads[name], grads[name], err_msg=name)

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from .model import init_params, loss_and_grads
+from .model import init_params, training_loss_and_grads
 from .optim import Adam, flatten_grads, flatten_params
 from .tasks.fewshot import FewShotTask
 
@@ -29,7 +29,7 @@ def bench_training_step(model_config, task_config, train_config, n_steps=500) ->
     for i in range(WARMUP_STEPS + n_steps):
         batch = batches[i % N_BATCHES]
         start = time.perf_counter()
-        _, _, grads, _ = loss_and_grads(params, model_config, batch)
+        _, _, grads = training_loss_and_grads(params, model_config, batch)
         optimizer.step(flat, flatten_grads(grads, names, out=flat_grads))
         if i >= WARMUP_STEPS:
             times.append(time.perf_counter() - start)

@@ -35,7 +35,7 @@ import numpy as np
 from .checkpoint import load_checkpoint, load_params, save_checkpoint  # noqa: F401 (re-exported)
 from .clamp import clamps_for_rows
 from .config import ModelConfig, TaskConfig, TrainConfig, require_config
-from .model import TokenBatch, init_params, loss_and_accuracy, loss_and_grads
+from .model import TokenBatch, init_params, loss_and_accuracy, training_loss_and_grads
 from .optim import Adam, flatten_grads, flatten_params
 from .runs import (CONFIG_FILE, HISTORY_FILE, check_output_dir, checkpoint_path, checkpoint_paths,
                    make_identity, move_aside, plan_start, remove_temporaries, write_json, write_run)
@@ -382,7 +382,7 @@ def _loop(run: _Run) -> TrainResult:
             while run.step < tc.steps and stop.received is None:
                 rng_before = run.data_rng.bit_generator.state
                 batch = run.task.sample(run.data_rng, tc.batch_size)
-                loss, acc, grads, _ = loss_and_grads(run.params, run.model_config, batch, run.clamps)
+                loss, acc, grads = training_loss_and_grads(run.params, run.model_config, batch, run.clamps)
                 flat_grads = flatten_grads(grads, run.names, out=run.flat_grads)
                 if not (np.isfinite(loss) and np.isfinite(flat_grads).all()):
                     what = "loss" if not np.isfinite(loss) else "gradient"
