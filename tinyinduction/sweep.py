@@ -185,6 +185,14 @@ def _format_seconds(seconds: float) -> str:
         f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def _worker_start():
+    """Initializer of local worker processes: one BLAS thread (a forked worker inherits
+    its parent's BLAS, which may run several), and stop when orphaned."""
+    from .blas import limit_blas_threads
+    limit_blas_threads(1)
+    _stop_when_orphaned()
+
+
 def _stop_when_orphaned(poll_seconds: float = 1.0, grace_seconds: float = 60.0):
     """Worker initializer: if the parent process dies (killed, or a timeout), ask this
     worker to stop like on SIGTERM (a training run saves its checkpoint between two
@@ -239,7 +247,7 @@ def run_grid(specs, out, jobs: int = 1, scheduler: str | None = None, executor=N
         executor = connect_scheduler(scheduler)
     elif executor is None and jobs > 1:
         executor = own_executor = futures.ProcessPoolExecutor(max_workers=min(jobs, len(specs)),
-                                                              initializer=_stop_when_orphaned)
+                                                              initializer=_worker_start)
     summaries, started = {}, time.perf_counter()
 
     def finished(summary: RunSummary):
