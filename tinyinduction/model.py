@@ -391,8 +391,9 @@ def _layer_forward(run: _Forward, layer, resid, queries=None):
         k, saved["smear"] = ops.smear_key_forward(k, p[b + "attn.smear_alpha"])
         k = run.site(b + "attn.hook_smeared_k", k, "head_vec")
     causal_mask = _causal_mask(n_positions)                 # [Tq, Tk]
-    if queries is not None:   # Speed: rows no one reads are not computed (a fifth, at T = 5)
+    if queries is not None:   # rows no one reads are not computed (backward knows: "queries")
         q, resid, causal_mask = q[:, queries], resid[:, queries], causal_mask[queries]
+        saved["queries"] = queries
     # the scale is a Python float: a NumPy float64 scalar would turn float32 arrays into
     # float64 under NumPy 2 (it did: half the backward pass ran in float64, ~30% of a step)
     scores, saved["scores"] = ops.attention_scores_forward(q, k, c.d_head ** -0.5, causal_mask)
@@ -428,17 +429,17 @@ class _NoCacheForward(_Forward):
 
 
 def _forward(params, config, batch, clamps=(), pass_name="main", earlier=None,
-             keep_cache=True, loss_only=False) -> _Forward:
+             keep_cache=True) -> _Forward:
     """One pass of the network over the batch, with the clamps of that pass.
 
-    keep_cache=False (no clamps): store nothing in the cache. loss_only: also run a
-    few-shot model's last block for the query position only (the loss reads nothing
-    else); run.logits is then [V, 1, B].
+    keep_cache=False (no clamps, only the loss is read: training and evaluation) stores
+    nothing in the cache, and runs a few-shot model's last block for the query position
+    only: the loss reads nothing else (run.logits is then [V, 1, B]). Speed: a fifth of
+    the last block's attention, of the final LayerNorm, and of their backward passes.
     """
-    kind = _Forward if keep_cache and not loss_only else _NoCacheForward
-    run = kind(params, config, batch, clamps, pass_name, earlier)
+    run = (_Forward if keep_cache else _NoCacheForward)(params, config, batch, clamps, pass_name, earlier)
     resid = _embed(run)
-    query_only = loss_only and config.input_kind == "fewshot"
+    query_only = not keep_cache and config.input_kind == "fewshot"
     for layer in range(config.n_layers):
         last = layer == config.n_layers - 1
         resid = _layer_forward(run, layer, resid, slice(-1, None) if query_only and last else None)
@@ -528,7 +529,7 @@ def loss_and_accuracy(params, config: ModelConfig, batch, clamps=()):
         return loss_from_cache(config, batch, run_with_cache(params, config, batch, clamps))
     check_params(params, config)
     _check_batch(config, batch)
-    return _loss(config, batch, _forward(params, config, batch, loss_only=True).logits)[:2]
+    return _loss(config, batch, _forward(params, config, batch, keep_cache=False).logits)[:2]
 
 
 # ---------------------------------------------------------------- backward
@@ -598,12 +599,19 @@ def _layer_backward(bw: _Backward, layer, d_resid_post, grads):
     if c.smeared_key:
         dk = bw.site(b + "attn.hook_smeared_k", dk, "head_vec")
         dk, grads[b + "attn.smear_alpha"] = ops.smear_key_backward(dk, saved["smear"])
-    if c.positional == "rope":
+    queries = saved.get("queries")      # the forward computed these query rows only
+    if c.positional == "rope" and queries is None:
         dq_rot = bw.site(b + "attn.hook_rot_q", dq, "head_vec")
         dk_rot = bw.site(b + "attn.hook_rot_k", dk, "head_vec")
         # queries and keys rotated back together, as in the forward pass
         d_rot = ops.rope_matmul_backward(_both(d_both, d_computed, (dq_rot, dk_rot)), saved["rope"])
         dq, dk = d_rot
+    elif c.positional == "rope":        # (no cache, no clamps: no site to pass through)
+        dq = ops.rope_matmul_backward(dq, saved["rope"][queries])
+        dk = ops.rope_matmul_backward(dk, saved["rope"])
+    if queries is not None:             # the other rows of q got no gradient
+        dq_rows, dq = dq, np.zeros_like(dk)
+        dq[:, queries] = dq_rows
     dq = bw.site(b + "attn.hook_q", dq, "head_vec")
     dk = bw.site(b + "attn.hook_k", dk, "head_vec")
     dv = bw.site(b + "attn.hook_v", dv, "head_vec")
@@ -612,7 +620,10 @@ def _layer_backward(bw: _Backward, layer, d_resid_post, grads):
     if c.layernorm:
         dx = bw.site(b + "ln1.hook_normalized", dx, "resid")
         dx, grads[b + "ln1.w"], grads[b + "ln1.b"] = ops.layernorm_backward(dx, saved["ln1"])
-    return bw.site(b + "hook_resid_pre", d_resid_post + dx, "resid")
+    if queries is None:
+        return bw.site(b + "hook_resid_pre", d_resid_post + dx, "resid")
+    dx[:, queries] += d_resid_post      # resid_post = resid_pre + attn_out at those rows only
+    return dx
 
 
 def _unembed_backward_last_position(run, d_logits, grads):
@@ -670,7 +681,7 @@ def backward(run: _Forward, d_logits, record_activation_grads=False) -> dict:
     if c.positional == "learned":
         d_pos = bw.site("hook_pos_embed", dx, "resid")
         grads["pos_embed.W_pos"] = np.zeros_like(p["pos_embed.W_pos"])
-        grads["pos_embed.W_pos"][:n_positions] = d_pos.sum(axis=2).T
+        grads["pos_embed.W_pos"][:d_pos.shape[1]] = d_pos.sum(axis=2).T
     d_embed = bw.site("hook_embed", dx, "resid")
     if c.input_kind == "fewshot":
         # embed[:, 0::2] = exemplars, embed[:, 1::2] = labels
