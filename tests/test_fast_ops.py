@@ -4,6 +4,8 @@
   float32 array to float64 under NumPy 2, which once made half of the backward pass run
   in float64 (and its matmuls on mixed types, outside the float32 BLAS kernels).
 """
+import json
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -115,3 +117,15 @@ def test_training_step_without_cache_equals_loss_and_grads(setup, smeared_key):
     assert lean_grads.keys() == grads.keys()
     for name in grads:
         np.testing.assert_allclose(lean_grads[name], grads[name], rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+def test_bench_prints_where_the_step_goes(capsys):
+    """bench splits the step into forward, backward, Adam and the matrix-product floor."""
+    from tinyinduction.cli import main
+    assert main(["bench", "--preset", "small", "--repeats", "3"]) == 0
+    out = capsys.readouterr().out
+    assert all(word in out for word in ("forward", "backward", "Adam", "matrix products"))
+    assert main(["bench", "--preset", "small", "--repeats", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    parts = [result[key] for key in ("ms_forward", "ms_backward", "ms_adam", "ms_matmuls_only")]
+    assert all(part > 0 for part in parts)

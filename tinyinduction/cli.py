@@ -150,8 +150,12 @@ def cmd_bench(args) -> int:
     else:
         print(f"{args.preset} preset, batch {result['batch_size']}: median {result['ms_per_step']:.3f} ms "
               f"per training step (forward + backward + Adam; min {result['ms_min']:.3f}, "
-              f"{result['repeats']} steps, batches sampled beforehand); the step's matrix "
-              f"products alone: {result['ms_matmuls_only']:.3f} ms")
+              f"{result['repeats']} steps, batches sampled beforehand)\n"
+              f"  medians: forward {result['ms_forward']:.3f} ms, backward (loss and gradients) "
+              f"{result['ms_backward']:.3f} ms, Adam (with flattening the gradients) "
+              f"{result['ms_adam']:.3f} ms\n"
+              f"  floor: the step's matrix products alone, back to back: "
+              f"{result['ms_matmuls_only']:.3f} ms")
     return EXIT_OK
 
 

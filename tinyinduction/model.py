@@ -710,12 +710,23 @@ def loss_and_grads(params, config: ModelConfig, batch, clamps=(), record_activat
 
 def training_loss_and_grads(params, config: ModelConfig, batch, clamps=()):
     """(loss, accuracy, grads) of loss_and_grads, for a caller that never reads the cache
-    (train, bench). Speed: without clamps the forward pass stores no cache."""
+    (train, bench). Speed: without clamps the forward pass stores no cache and a few-shot
+    model's last block runs for the query row only (see _forward)."""
+    return training_backward(config, batch, training_forward(params, config, batch, clamps))
+
+
+def training_forward(params, config: ModelConfig, batch, clamps=()) -> list:
+    """The forward half of training_loss_and_grads: its passes (bench times the halves)."""
     if not _no_clamps(clamps):
-        return _backward_passes(config, batch, _forward_passes(params, config, batch, clamps), False)
+        return _forward_passes(params, config, batch, clamps)
     check_params(params, config)
     _check_batch(config, batch)
-    return _backward_passes(config, batch, [_forward(params, config, batch, keep_cache=False)], False)
+    return [_forward(params, config, batch, keep_cache=False)]
+
+
+def training_backward(config: ModelConfig, batch, runs) -> tuple:
+    """The other half: (loss, accuracy, grads) from the passes of training_forward."""
+    return _backward_passes(config, batch, runs, False)
 
 
 def _backward_passes(config, batch, runs, record_activation_grads):
