@@ -16,6 +16,7 @@ from tinyinduction.clamp import Clamp
 from tinyinduction.config import ModelConfig, TaskConfig
 from tinyinduction.model import (init_params, loss_and_accuracy, loss_and_grads, loss_from_cache,
                                  run_with_cache, training_loss_and_grads)
+from tinyinduction.optim import Adam
 from tinyinduction.tasks.fewshot import FewShotTask
 
 
@@ -129,3 +130,25 @@ def test_bench_prints_where_the_step_goes(capsys):
     result = json.loads(capsys.readouterr().out)
     parts = [result[key] for key in ("ms_forward", "ms_backward", "ms_adam", "ms_matmuls_only")]
     assert all(part > 0 for part in parts)
+
+
+@given(seed=seeds, n=st.integers(1, 50), steps=st.integers(1, 5), overwrite=st.booleans())
+def test_adam_in_place_equals_the_textbook_update(seed, n, steps, overwrite):
+    """The in-place update (m = b1 (m - g) + g, corrections folded into two scalars,
+    gradients optionally used as scratch) is Kingma & Ba's Adam."""
+    rng = np.random.default_rng(seed)
+    lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-8
+    params = rng.standard_normal(n)
+    expected, m, v = params.copy(), np.zeros(n), np.zeros(n)
+    optimizer = Adam(n, lr, b1, b2, eps, dtype=np.float64)
+    for t in range(1, steps + 1):
+        g = rng.standard_normal(n)
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        expected -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+        given_g = g.copy()
+        optimizer.step(params, given_g, overwrite_grads=overwrite)
+        if not overwrite:
+            np.testing.assert_array_equal(given_g, g)          # the caller's gradients kept
+    np.testing.assert_allclose(params, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(optimizer.m, m, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(optimizer.v, v, rtol=1e-10, atol=1e-15)

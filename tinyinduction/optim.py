@@ -39,28 +39,39 @@ class Adam:
         self.t = 0
         self._scratch = np.zeros(n_params, dtype=dtype)   # reused: no allocation per step
 
-    def step(self, flat_params: np.ndarray, flat_grads: np.ndarray):
-        """Update flat_params in place from flat_grads [P]."""
+    def step(self, flat_params: np.ndarray, flat_grads: np.ndarray, overwrite_grads=False):
+        """Update flat_params in place from flat_grads [P].
+
+        overwrite_grads: flat_grads is scratch space the caller no longer needs (train and
+        bench); otherwise it is copied first. Speed: one array fewer streamed through the
+        cache (~10% of this update).
+        """
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        scratch = self._scratch
-        # m = b1 m + (1 - b1) g
-        np.multiply(flat_grads, 1 - b1, out=scratch)
-        self.m *= b1
-        self.m += scratch
-        # v = b2 v + (1 - b2) g^2
-        np.multiply(flat_grads, flat_grads, out=scratch)
-        scratch *= 1 - b2
-        self.v *= b2
-        self.v += scratch
+        m, v = self.m, self.v
+        if overwrite_grads:
+            scratch = flat_grads
+        else:
+            scratch = self._scratch
+            np.copyto(scratch, flat_grads)
+        g = scratch                  # read as g, then overwritten with g^2, then reused
+        # m = b1 m + (1 - b1) g, written as b1 (m - g) + g: in place, no temporary
+        m -= g
+        m *= b1
+        m += g
+        # v = b2 v + (1 - b2) g^2, the same way
+        np.multiply(g, g, out=scratch)
+        v -= scratch
+        v *= b2
+        v += scratch
         # p -= lr m_hat / (sqrt(v_hat) + eps), both corrections folded into two scalars
         # Python floats, so that the float32 loops stay float32 (a NumPy float64 scalar
         # would make every in-place op below loop in float64 and cast back)
         correction = (1 - b2 ** self.t) ** 0.5
         step_size = self.lr * correction / (1 - b1 ** self.t)
-        np.sqrt(self.v, out=scratch)
+        np.sqrt(v, out=scratch)
         scratch += self.eps * correction
-        np.divide(self.m, scratch, out=scratch)
+        np.divide(m, scratch, out=scratch)
         scratch *= step_size
         flat_params -= scratch
 

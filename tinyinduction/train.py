@@ -388,7 +388,7 @@ def _loop(run: _Run) -> TrainResult:
                     what = "loss" if not np.isfinite(loss) else "gradient"
                     raise TrainingDiverged(f"the training {what} became non-finite (loss {loss}) at "
                                            f"step {run.step + 1}; the update was not applied")
-                run.optimizer.step(run.flat, flat_grads)
+                run.optimizer.step(run.flat, flat_grads, overwrite_grads=True)   # not read again
                 run.step += 1
                 rng_before = None
                 if not np.isfinite(run.flat).all():
