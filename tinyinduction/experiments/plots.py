@@ -271,15 +271,20 @@ def data_figure(path, results):
             colours = _head_colours(len(settings), "plasma_r")
             for (value, curve), colour in zip(settings.items(), colours):
                 lt = results[condition][axis][value]
-                ax.plot(curve["step"], curve["loss"], color=colour, lw=1.3,
+                steps, loss = np.asarray(curve["step"], float), np.asarray(curve["loss"], float)
+                if condition != "unclamped":   # fast clamped curves: a log axis shows the start
+                    steps, loss = steps[steps > 0], loss[steps > 0]
+                ax.plot(steps, loss, color=colour, lw=1.3,
                         label=f"{value} {axis}" + (f" (learns at {lt:,})" if lt is not None else " (never)"))
+            if condition != "unclamped":
+                ax.set_xscale("log")
             ax.axhline(LN2, color="grey", ls=":", lw=0.8)
             ax.set_ylim(0, 1.3)
             ax.legend(fontsize=7, loc="upper right")
             if row == 0:
                 ax.set_title(titles[condition], fontsize=10)
             if row == len(sweeps) - 1:
-                ax.set_xlabel("training step")
+                ax.set_xlabel("training step" + (" (log scale)" if condition != "unclamped" else ""))
             if col == 0:
                 ax.set_ylabel(f"train-set loss (nats)\nsweep over {axis}")
     fig.suptitle("Data properties act through different subcircuits (only one layer-1 head active)",
