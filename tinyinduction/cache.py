@@ -73,7 +73,8 @@ class ActivationCache(Mapping):
 
     def __init__(self):
         self._arrays = {}
-        self.passes = {}     # multi-pass forward: pass name -> that pass's cache
+        self._earlier_passes = {}     # multi-pass forward: the passes before this one
+        self._pass_name = "main"
 
     def _store(self, name, array):
         # the only way in: used by the model's site function and by backward for *_grad
@@ -95,6 +96,11 @@ class ActivationCache(Mapping):
             array = array.compute()
             self._store(name, array)
         return array
+
+    @property
+    def passes(self) -> dict:
+        """Pass name -> that pass's cache, in order, this one last (one pass: {"main": self})."""
+        return {**self._earlier_passes, self._pass_name: self}
 
     def __iter__(self):
         return iter(self._arrays)

@@ -33,7 +33,7 @@ from .model import check_params, run_with_cache
 
 INDUCTION_THRESHOLD = 0.3
 PREVIOUS_TOKEN_THRESHOLD = 0.3
-TRAIN_SET_CHUNK = 2048      # sequences per forward pass when streaming the training set
+TRAIN_SET_CHUNK = 1024      # sequences per forward pass: ~60 MB of cache per pass
 
 
 def _check_roles_model(config: ModelConfig, task):

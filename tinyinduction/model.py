@@ -471,7 +471,10 @@ def _forward_passes(params, config, batch, clamps) -> list[_Forward]:
     for p in passes.passes:
         runs[p.name] = _forward(params, config, batch, p.clamps, p.name, dict(runs))
     final = runs[passes.final.name]
-    final.cache.passes = {name: run.cache for name, run in runs.items()}
+    # the earlier passes only: cache.passes adds the final cache itself, so no reference
+    # cycle keeps every cache of a long evaluation alive until the garbage collector runs
+    final.cache._earlier_passes = {name: run.cache for name, run in runs.items() if run is not final}
+    final.cache._pass_name = final.pass_name
     return list(runs.values())
 
 
