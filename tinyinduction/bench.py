@@ -45,7 +45,11 @@ def bench_training_step(model_config, task_config, train_config, n_steps=500) ->
     times_ms = times * 1e3
     step_ms = times_ms.sum(axis=1)
     forward_ms, backward_ms, adam_ms = np.median(times_ms, axis=0)
+    # the median is the step's cost; the mean also counts the steps another process
+    # interrupted (the reference scripts of compare.sh report a mean: on a busy machine
+    # the median flatters us)
     return {"ms_per_step": float(np.median(step_ms)), "ms_min": float(step_ms.min()),
+            "ms_mean": float(step_ms.mean()),
             "ms_forward": float(forward_ms), "ms_backward": float(backward_ms),
             "ms_adam": float(adam_ms),
             "ms_matmuls_only": bench_matmuls_only(model_config, train_config.batch_size, n_steps),

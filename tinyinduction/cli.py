@@ -150,6 +150,7 @@ def cmd_bench(args) -> int:
     else:
         print(f"{args.preset} preset, batch {result['batch_size']}: median {result['ms_per_step']:.3f} ms "
               f"per training step (forward + backward + Adam; min {result['ms_min']:.3f}, "
+              f"mean {result['ms_mean']:.3f}, "
               f"{result['repeats']} steps, batches sampled beforehand)\n"
               f"  medians: forward {result['ms_forward']:.3f} ms, backward (loss and gradients) "
               f"{result['ms_backward']:.3f} ms, Adam (with flattening the gradients) "
