@@ -165,6 +165,9 @@ def run_experiment(name: str, seed: int = PAPER_SEED, out=None, jobs: int = 1, q
     rows = module.table(results)
     _write_atomic(out / "table.md", format_table(rows, markdown=True) + "\n")
     log("")
+    if quick:
+        log("quick setting: a smaller network and shorter runs than the paper's; the paper's "
+            "column is for orientation only")
     log(format_table(rows))
     log(f"\nwall time {wall:.0f} s; results in {out / 'results.json'}, table in {out / 'table.md'}")
     if as_json:

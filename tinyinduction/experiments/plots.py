@@ -131,7 +131,7 @@ def posthoc_figure(path, trajectory):
     ax = fig.subplots()
     steps = trajectory["step"]
     ax.plot(steps, trajectory["loss"], color="black", lw=2, label="no clamp")
-    styles = {"A": ("tab:green", "A clamped (layer-0 perfect)"),
+    styles = {"A": ("tab:green", "A clamped (layer-0 perfect: the trained layer 1\nloses what layer 0 wrote into its values)"),
               "B": ("tab:red", "B clamped (match, s = 1)"), "C": ("tab:blue", "C clamped (copy)")}
     for name, losses in trajectory["clamped_eval_loss"].items():
         colour, label = styles.get(name, (None, name))
