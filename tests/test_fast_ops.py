@@ -152,3 +152,22 @@ def test_adam_in_place_equals_the_textbook_update(seed, n, steps, overwrite):
     np.testing.assert_allclose(params, expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(optimizer.m, m, rtol=1e-10, atol=1e-15)
     np.testing.assert_allclose(optimizer.v, v, rtol=1e-10, atol=1e-15)
+
+
+@given(seed=seeds, D=small, T=st.integers(1, 5), H=small, B=small, E=small, first=st.integers(0, 4))
+def test_query_rows_projection_equals_the_full_one(seed, D, T, H, B, E, first):
+    """Keys and values everywhere, queries at some positions: the same numbers as the full
+    projection, and the same gradients as its backward with zero gradient elsewhere."""
+    rng = np.random.default_rng(seed)
+    queries = slice(min(first, T - 1), None)
+    x, W_Q, W_K, W_V = _rand(rng, D, T, B), _rand(rng, H, D, E), _rand(rng, H, D, E), _rand(rng, H, D, E)
+    (q, k, v), saved = ops.qkv_query_rows_forward(x, W_Q, W_K, W_V, queries)
+    (q_all, k_all, v_all), saved_all = ops.qkv_forward(x, W_Q, W_K, W_V)
+    for fast, plain in ((q, q_all[:, queries]), (k, k_all), (v, v_all)):
+        np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
+    dq, dk, dv = _rand(rng, *q.shape), _rand(rng, *k.shape), _rand(rng, *v.shape)
+    dq_all = np.zeros_like(q_all)
+    dq_all[:, queries] = dq
+    for fast, plain in zip(ops.qkv_query_rows_backward(dq, dk, dv, saved),
+                           ops.qkv_backward(dq_all, dk, dv, saved_all)):
+        np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)

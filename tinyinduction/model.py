@@ -373,26 +373,33 @@ def _layer_forward(run: _Forward, layer, resid, queries=None):
     if c.layernorm:
         x, saved["ln1"] = ops.layernorm_forward(resid, p[b + "ln1.w"], p[b + "ln1.b"], c.layernorm_eps)
         x = run.site(b + "ln1.hook_normalized", x, "resid")
-    qkv, saved["qkv"] = ops.qkv_forward(x, p[b + "attn.W_Q"], p[b + "attn.W_K"], p[b + "attn.W_V"])
-    q_computed, k_computed, v = qkv                         # views [E, T, H, B]
+    W_Q, W_K, W_V = p[b + "attn.W_Q"], p[b + "attn.W_K"], p[b + "attn.W_V"]
+    if queries is None:
+        qkv, saved["qkv"] = ops.qkv_forward(x, W_Q, W_K, W_V)
+        q_computed, k_computed, v = qkv                     # views [E, T, H, B]
+    else:   # queries only at the rows read later (no cache: the sites below pass through)
+        (q_computed, k_computed, v), saved["qkv"] = ops.qkv_query_rows_forward(x, W_Q, W_K, W_V, queries)
     q = run.site(b + "attn.hook_q", q_computed, "head_vec")
     k = run.site(b + "attn.hook_k", k_computed, "head_vec")
     v = run.site(b + "attn.hook_v", v, "head_vec")
     n_positions = resid.shape[1]
     if c.positional == "rope":
-        # Speed: queries and keys rotated together, [2, E, T, H, B], by one batched matmul
-        # (ops.rope_matmul_forward; the plain, elementwise version is ops.rope_forward)
-        qk = _both(qkv[:2], (q_computed, k_computed), (q, k))
-        rot, saved["rope"] = ops.rope_matmul_forward(
-            qk, _rope_matrices(n_positions, c.d_head, c.rope_base, c.dtype))
-        q = run.site(b + "attn.hook_rot_q", rot[0], "head_vec")
-        k = run.site(b + "attn.hook_rot_k", rot[1], "head_vec")
+        R = saved["rope"] = _rope_matrices(n_positions, c.d_head, c.rope_base, c.dtype)
+        if queries is None:
+            # Speed: queries and keys rotated together, [2, E, T, H, B], by one batched
+            # matmul (ops.rope_matmul_forward; the plain, elementwise version: rope_forward)
+            rot, _ = ops.rope_matmul_forward(_both(qkv[:2], (q_computed, k_computed), (q, k)), R)
+            q, k = rot
+        else:
+            q, k = ops.rope_matmul_forward(q, R[queries])[0], ops.rope_matmul_forward(k, R)[0]
+        q = run.site(b + "attn.hook_rot_q", q, "head_vec")
+        k = run.site(b + "attn.hook_rot_k", k, "head_vec")
     if c.smeared_key:
         k, saved["smear"] = ops.smear_key_forward(k, p[b + "attn.smear_alpha"])
         k = run.site(b + "attn.hook_smeared_k", k, "head_vec")
     causal_mask = _causal_mask(n_positions)                 # [Tq, Tk]
     if queries is not None:   # rows no one reads are not computed (backward knows: "queries")
-        q, resid, causal_mask = q[:, queries], resid[:, queries], causal_mask[queries]
+        resid, causal_mask = resid[:, queries], causal_mask[queries]
         saved["queries"] = queries
     # the scale is a Python float: a NumPy float64 scalar would turn float32 arrays into
     # float64 under NumPy 2 (it did: half the backward pass ran in float64, ~30% of a step)
@@ -612,13 +619,11 @@ def _layer_backward(bw: _Backward, layer, d_resid_post, grads):
     elif c.positional == "rope":        # (no cache, no clamps: no site to pass through)
         dq = ops.rope_matmul_backward(dq, saved["rope"][queries])
         dk = ops.rope_matmul_backward(dk, saved["rope"])
-    if queries is not None:             # the other rows of q got no gradient
-        dq_rows, dq = dq, np.zeros_like(dk)
-        dq[:, queries] = dq_rows
     dq = bw.site(b + "attn.hook_q", dq, "head_vec")
     dk = bw.site(b + "attn.hook_k", dk, "head_vec")
     dv = bw.site(b + "attn.hook_v", dv, "head_vec")
-    dx, grads[b + "attn.W_Q"], grads[b + "attn.W_K"], grads[b + "attn.W_V"] = ops.qkv_backward(
+    qkv_backward = ops.qkv_backward if queries is None else ops.qkv_query_rows_backward
+    dx, grads[b + "attn.W_Q"], grads[b + "attn.W_K"], grads[b + "attn.W_V"] = qkv_backward(
         dq, dk, dv, saved["qkv"])
     if c.layernorm:
         dx = bw.site(b + "ln1.hook_normalized", dx, "resid")

@@ -158,6 +158,45 @@ def qkv_backward(dq, dk, dv, saved):
     return dx, dW_all[0], dW_all[1], dW_all[2]
 
 
+def qkv_query_rows_forward(x, W_Q, W_K, W_V, queries):
+    """qkv_forward for a block whose output is read at some positions only: keys and
+    values at every position, queries only at `queries` (a slice of positions).
+
+    x [D, T, B]; W_Q, W_K, W_V [H, D, E] -> (q [E, Tq, H, B], k [E, T, H, B], v).
+    Speed: the query third of the projection, and of its backward, on Tq of T positions
+    (the few-shot loss reads the last block at the query only). Plain version:
+    qkv_forward, then q[:, queries].
+    """
+    D, T, B = x.shape
+    H, _, E = W_Q.shape
+    x_rows = np.ascontiguousarray(x[:, queries])                          # [D, Tq, B]
+    W_q = W_Q.transpose(2, 0, 1).reshape(E * H, D)                        # rows (e, h)
+    W_kv = np.array((W_K, W_V)).transpose(0, 3, 1, 2).reshape(2 * E * H, D)
+    kv = (W_kv @ x.reshape(D, T * B)).reshape(2, E, H, T, B)
+    kv = np.ascontiguousarray(kv.transpose(0, 1, 3, 2, 4))               # [2, E, T, H, B]
+    q = (W_q @ x_rows.reshape(D, -1)).reshape(E, H, -1, B)
+    q = np.ascontiguousarray(q.transpose(0, 2, 1, 3))                     # [E, Tq, H, B]
+    return (q, kv[0], kv[1]), (x, x_rows, W_q, W_kv, queries)
+
+
+def qkv_query_rows_backward(dq, dk, dv, saved):
+    """dq [E, Tq, H, B], dk, dv [E, T, H, B] -> (dx [D, T, B], dW_Q, dW_K, dW_V [H, D, E])."""
+    x, x_rows, W_q, W_kv, queries = saved
+    D, T, B = x.shape
+    E, Tq, H, _ = dq.shape
+    d_kv = np.empty((2, E, H, T, B), dtype=dk.dtype)
+    for i, d in enumerate((dk, dv)):
+        d_kv[i] = d.transpose(0, 2, 1, 3)
+    d_kv = d_kv.reshape(2 * E * H, T * B)
+    d_q = np.ascontiguousarray(dq.transpose(0, 2, 1, 3)).reshape(E * H, Tq * B)
+    # kv = W_kv x (every position); q = W_q x (the query positions)
+    dx = (W_kv.T @ d_kv).reshape(D, T, B)
+    dx[:, queries] += (W_q.T @ d_q).reshape(D, Tq, B)
+    dW_kv = (d_kv @ x.reshape(D, T * B).T).reshape(2, E, H, D).transpose(0, 2, 3, 1)
+    dW_q = (d_q @ x_rows.reshape(D, Tq * B).T).reshape(E, H, D).transpose(1, 2, 0)
+    return dx, dW_q, dW_kv[0], dW_kv[1]
+
+
 # ---------------------------------------------------------------- rotary embeddings (GPT-J)
 
 
