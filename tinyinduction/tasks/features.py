@@ -52,8 +52,8 @@ def check_int(owner: str, name: str, value, minimum: int) -> int:
 
 @functools.lru_cache(maxsize=8)
 def builtin_features(dim: int = 512, n_classes: int = 1623, n_exemplars: int = 5, seed: int = 0,
-                     *, rank: int = 16, mean_offset: float = 0.0, mean_scale: float = 1.0,
-                     latent_scale: float = 0.6, class_scale: float = 0.6,
+                     *, rank: int = 8, mean_offset: float = 0.0, mean_scale: float = 2.0,
+                     latent_scale: float = 3.0, class_scale: float = 0.6,
                      exemplar_scale: float = 0.4) -> np.ndarray:
     """A stand-in for ResNet18 features of Omniglot: float32 [n_classes, n_exemplars, dim].
 
@@ -67,15 +67,24 @@ def builtin_features(dim: int = 512, n_classes: int = 1623, n_exemplars: int = 5
         features = ReLU(pre)
 
     Why: pooled post-ReLU CNN features are non-negative and about half zero on
-    out-of-domain images, every image shares a large common component (so different
-    classes have cosine ~0.6), and classes differ along a few shared directions plus
-    their own detail. Two drawings of one character are close (cosine ~0.9) yet not
-    identical, which is what the "other exemplars" evaluation probes.
+    out-of-domain images, every image shares a large common component, and classes
+    differ mostly along a few shared directions (a CNN's features of character images
+    have a low effective rank: our glyph table's is ~8) plus their own detail. Two
+    drawings of one character are close yet not identical, which is what the "other
+    exemplars" evaluation probes.
 
-    With the defaults (``feature_statistics``): between-class cosine 0.64, within-class
-    cosine 0.92, 50% zeros, mean norm 22.4; other exemplars are nearest to their own
-    class's exemplar 0 (>95% of the time, tested). Generated in ~0.1 s and cached; the
-    returned array is read-only because every caller shares it.
+    The defaults were chosen by ``python -m tinyinduction reproduce features`` (a sweep
+    of these knobs; see the README) so that the paper's seed-5 run has its phase change
+    where the paper's has it: the low-rank part (latent_scale 3, rank 8) sets the
+    timing, because the effective rank of the classes predicts the learning time best.
+    Before that sweep they were rank 16, mean_scale 1, latent_scale 0.6.
+
+    With the defaults (``feature_statistics``, ``class_geometry``): between-class cosine
+    0.51, within-class cosine 0.99, 50% zeros, mean norm 58.9, effective rank of the 50
+    training classes 10.6, 82% of the held-out classes' variation inside the training
+    classes' span; other exemplars are nearest to their own class's exemplar 0 (>95% of
+    the time, tested). Generated in ~0.1 s and cached; the returned array is read-only
+    because every caller shares it.
     """
     own = "builtin_features"
     dim = check_int(own, "dim", dim, 1)

@@ -51,6 +51,10 @@ __all__ = [
 # Order matters: a set's index in this tuple is mixed into its seed.
 EVAL_SET_NAMES = ("train", "relabel", "heldout_classes", "other_exemplars")
 
+# The small preset's features: the built-in recipe before `reproduce features` tuned
+# the defaults for the paper preset (see TaskConfig.small).
+SMALL_FEATURES = "builtin:rank=16:mean_scale=1.0:latent_scale=0.6"
+
 # Enumerating label combinations is only sensible while the table stays small.
 _MAX_LABEL_COMBOS = 1_000_000
 # Tabulate (combination x label ordering x placement) rows up to this many; beyond,
@@ -162,8 +166,12 @@ class TaskConfig:
 
     @classmethod
     def small(cls, **overrides) -> "TaskConfig":
-        """A quick variant for tests and smoke runs: 10 + 10 classes, 200-sequence eval sets."""
-        base = dict(n_train_classes=10, n_heldout_classes=10, eval_size=200)
+        """A quick variant for tests and smoke runs: 10 + 10 classes, 200-sequence eval
+        sets, and the built-in generator's recipe from before it was tuned for the paper
+        preset (SMALL_FEATURES): on the tuned table the small network leaves its plateau
+        after ~400 steps, on this one after ~1,300, so the plateau stays visible."""
+        base = dict(n_train_classes=10, n_heldout_classes=10, eval_size=200,
+                    features=SMALL_FEATURES)
         base.update(overrides)
         return cls(**base)
 
