@@ -91,8 +91,11 @@ def _add_run_options(parser, default_seed=None):
     parser.add_argument("--eval-every", type=int, help="steps between evaluations")
     parser.add_argument("--checkpoint-every", type=int)
     parser.add_argument("--log-every", type=int, help="steps between progress lines (0 = silent)")
-    parser.add_argument("--features", help="a .npy feature table (classes, exemplars, dim) "
-                                           "instead of the built-in stand-in; any dim")
+    parser.add_argument("--features", help="exemplar features: builtin (the generated stand-in, "
+                                           "default), glyphs (rendered characters, built once "
+                                           "and cached), builtin:KNOB=VALUE:... (generator "
+                                           "settings), or a .npy table (classes, exemplars, "
+                                           "dim); any dim")
     parser.add_argument("--overwrite", action="store_true",
                         help="move a run already in the output directory aside (to <dir>.old) "
                              "and start again; nothing is deleted")
