@@ -5,6 +5,7 @@
   in float64 (and its matmuls on mixed types, outside the float32 BLAS kernels).
 """
 import json
+import sys
 
 import numpy as np
 from hypothesis import given
@@ -171,3 +172,15 @@ def test_query_rows_projection_equals_the_full_one(seed, D, T, H, B, E, first):
     for fast, plain in zip(ops.qkv_query_rows_backward(dq, dk, dv, saved),
                            ops.qkv_backward(dq_all, dk, dv, saved_all)):
         np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
+
+
+def test_freed_memory_is_kept_for_reuse(monkeypatch):
+    """glibc keeps freed memory for NumPy's big temporaries, unless the user chose."""
+    import platform
+
+    from tinyinduction import memory
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert memory.keep_freed_memory() is False            # the user's choice stands
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    expected = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert memory.keep_freed_memory() is expected

@@ -2,7 +2,7 @@
 import os
 import sys
 
-from . import blas
+from . import blas, memory
 
 # The model's matrices are tiny (at most 512 x 64): a second BLAS thread gains little
 # and, when the other core is busy, makes every matmul wait for a time slice (we saw
@@ -13,5 +13,8 @@ for _variable in blas.THREAD_VARIABLES:
     os.environ.setdefault(_variable, "1")
 if "numpy" in sys.modules:
     blas.limit_blas_threads(1)
+
+# NumPy's big temporaries reuse freed memory instead of page-faulting (memory.py)
+memory.keep_freed_memory()
 
 __version__ = "0.1.0"
