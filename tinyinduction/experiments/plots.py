@@ -77,7 +77,7 @@ def heads_over_training(path, history, trajectory, roles, phase):
 
 def heads_ablations(path, results, paper=None):
     """Single-head accuracy and single-head ablations; heads switched on one by one; wiring."""
-    fig = Figure(figsize=(13, 4))
+    fig = Figure(figsize=(13, 4.4))
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.4, 1, 1.2]})
     n = len(results["only_head_acc"])
     x = np.arange(n)
@@ -88,8 +88,8 @@ def heads_ablations(path, results, paper=None):
     ax.set_xticks(x, [f"L1H{h}\ns={s:.2f}" for h, s in enumerate(results["induction_strength"])], fontsize=7)
     ax.set_ylabel("accuracy (train set)")
     ax.set_ylim(0, 1.05)
-    ax.set_title("Redundant heads: each alone does part of the job", fontsize=10, pad=28)
-    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=3)
+    ax.set_title("Redundant heads: each alone does part of the job", fontsize=10, y=1.13)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=3)
 
     ax = axes[1]
     k = np.arange(1, len(results["switch_on_loss"]) + 1)
@@ -97,11 +97,11 @@ def heads_ablations(path, results, paper=None):
     if paper:
         ax.plot(np.arange(1, len(paper["switch_on_loss"]) + 1), paper["switch_on_loss"], "s--",
                 color="tab:orange", label="Singh et al. (their features)")
-    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=2)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=2)
     ax.set_yscale("log")
     ax.set_xlabel("layer-1 heads active (strongest first)")
     ax.set_ylabel("loss (nats, log scale)")
-    ax.set_title("Additive heads: each one lowers the loss", fontsize=10, pad=28)
+    ax.set_title("Additive heads: each one lowers the loss", fontsize=10, y=1.13)
 
     ax = axes[2]
     wiring = results["wiring"]
@@ -119,8 +119,8 @@ def heads_ablations(path, results, paper=None):
     ax.set_xticks(x, labels, fontsize=7)
     ax.set_ylabel("accuracy with the layer-0 heads ablated")
     ax.set_ylim(0, 1.05)
-    ax.set_title("Wiring: which path needs which layer-0 heads", fontsize=10, pad=28)
-    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=3)
+    ax.set_title("Wiring: which path needs which layer-0 heads", fontsize=10, y=1.13)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=3)
     fig.tight_layout()
     return _save(fig, path)
 
