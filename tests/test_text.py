@@ -54,7 +54,7 @@ def test_windows_never_cross_the_train_heldout_split(tmp_path):
     assert task.fingerprint["heldout_files"] == len(heldout)
     batches = {"train": task.sample(np.random.default_rng(0), 200),
                "heldout": task.sample(np.random.default_rng(0), 200, split="heldout")}
-    batches.update({f"eval {k}": v for k, v in task.eval_sets().items()})
+    batches.update({f"eval {k}": v for k, v in task.eval_sets().items() if k != "heldout_repeated"})
     for label, batch in batches.items():
         own = heldout if "heldout" in label else set(texts) - heldout
         np.testing.assert_array_equal(batch.tokens[:, 1:], batch.targets[:, :-1])
@@ -80,7 +80,7 @@ def test_sampler_is_seeded_and_eval_sets_fixed(tmp_path):
     assert a.tokens.shape == a.targets.shape == (4, 8)
     e1, e2 = task.eval_sets(), task.eval_sets()
     np.testing.assert_array_equal(e1["heldout"].tokens, e2["heldout"].tokens)
-    assert set(e1) == {"heldout", "train"}
+    assert set(e1) == {"heldout", "train", "heldout_repeated"}
 
 
 def test_single_file_is_split_by_position(tmp_path):
@@ -137,3 +137,33 @@ def test_model_that_does_not_fit_the_text_is_refused(tmp_path):
         task.check_model(good.replace(d_vocab=task.d_vocab + 1))
     with pytest.raises(ValueError, match="position table"):
         task.check_model(good.replace(n_ctx=8))
+
+
+def period_of(window):
+    """The smallest r >= 4 with window[i] == window[i - r] everywhere, or None."""
+    for r in range(4, len(window) // 2 + 1):
+        if np.array_equal(window[r:], window[:-r]):
+            return r
+    return None
+
+
+def test_repeated_windows_repeat_real_text_at_a_random_period(tmp_path):
+    rng = np.random.default_rng(0)   # aperiodic text, so that the only period is the repeat's
+    texts = {f"f{i}.txt": "".join(rng.choice(list("abcdefghij"), 300)) for i in range(12)}
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
+    task = TextTask(TextConfig(source=str(tmp_path), n_ctx=31, heldout_fraction=0.3, repeat_fraction=1.0))
+    batch = task.sample(np.random.default_rng(0), 300)
+    windows = np.concatenate([batch.tokens, batch.targets[:, -1:]], axis=1)          # [B, 32]
+    periods = [period_of(w) for w in windows]
+    assert None not in periods and set(periods) == set(range(4, 17))           # every span 4..16 drawn
+    train_text = "".join(t for n, t in texts.items() if not is_heldout(n, 0.3))
+    for window, period in zip(windows[:50], periods):
+        span = task.vocab.decode(window[:period])
+        assert BOS in window[:period] or span in train_text
+    half = TextTask(TextConfig(source=str(tmp_path), n_ctx=31, heldout_fraction=0.3, repeat_fraction=0.5))
+    mixed = half.sample(np.random.default_rng(1), 400)
+    share = np.mean([period_of(w) is not None for w in np.concatenate([mixed.tokens, mixed.targets[:, -1:]], 1)])
+    assert 0.4 < share < 0.6
+    repeated = task.eval_sets()["heldout_repeated"]
+    assert all(period_of(w) for w in np.concatenate([repeated.tokens, repeated.targets[:, -1:]], 1))

@@ -53,7 +53,8 @@ BOS, UNK = 0, 1
 UNK_CHAR = "\ufffd"
 STDLIB = "stdlib"
 _SKIPPED_DIRS = {"site-packages", "test", "tests", "idle_test", "__pycache__"}
-EVAL_SET_NAMES = ("heldout", "train")
+EVAL_SET_NAMES = ("heldout", "train")   # plain windows; eval_sets() adds "heldout_repeated"
+REPEAT_MIN_SPAN = 4
 
 
 def _fail(field, value, allowed):
@@ -70,6 +71,7 @@ class TextConfig:
     rare_fraction: float = 1e-5     # characters rarer than this in training text -> UNK
     eval_windows: int = 256         # windows in each fixed evaluation set
     eval_seed: int = 1234
+    repeat_fraction: float = 0.0    # share of training windows that repeat a span of real text
 
     def __post_init__(self):
         if not isinstance(self.source, str) or not self.source.strip():
@@ -86,6 +88,12 @@ class TextConfig:
             _fail("heldout_fraction", self.heldout_fraction, "must be in (0, 1)")
         if not isinstance(self.rare_fraction, numbers.Real) or not 0 <= self.rare_fraction < 1:
             _fail("rare_fraction", self.rare_fraction, "must be in [0, 1)")
+        if isinstance(self.repeat_fraction, bool) or not isinstance(self.repeat_fraction, numbers.Real) \
+                or not 0 <= self.repeat_fraction <= 1:
+            _fail("repeat_fraction", self.repeat_fraction, "must be in [0, 1]")
+        if self.repeat_fraction > 0 and self.n_ctx + 1 < 2 * REPEAT_MIN_SPAN:
+            _fail("n_ctx", self.n_ctx, f"must be at least {2 * REPEAT_MIN_SPAN - 1} with repeated "
+                  f"windows (a span of {REPEAT_MIN_SPAN} tokens must fit twice)")
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -275,6 +283,20 @@ def windows_at(stream: np.ndarray, starts: np.ndarray, n_ctx: int) -> TokenBatch
     return TokenBatch(window[:, :-1], window[:, 1:])
 
 
+def repeat_windows(rng: np.random.Generator, batch: TokenBatch, rows) -> TokenBatch:
+    """Make the chosen rows [B] bool repeat their own first r tokens, r uniform in
+    [REPEAT_MIN_SPAN, (T + 1) // 2] per row: window = s s s ... (cut to T + 1 tokens).
+    Real text, repeated at a random period, so that only copying from earlier in the
+    window (not a fixed offset) predicts the repeats."""
+    window = np.concatenate([batch.tokens, batch.targets[:, -1:]], axis=1)        # [B, T+1]
+    n_window = window.shape[1]
+    spans = rng.integers(REPEAT_MIN_SPAN, n_window // 2 + 1, size=window.shape[0])  # [B]
+    index = np.arange(n_window)[None, :] % spans[:, None]                         # [B, T+1]
+    repeated = np.take_along_axis(window, index, axis=1)
+    window = np.where(np.asarray(rows)[:, None], repeated, window)
+    return TokenBatch(window[:, :-1], window[:, 1:])
+
+
 class TextTask:
     """Next-character prediction on windows of real text (see the module docstring)."""
 
@@ -299,17 +321,29 @@ class TextTask:
     def n_starts(self, split: str) -> int:
         return self.streams[split].size - self.config.n_ctx
 
-    def sample(self, rng: np.random.Generator, batch_size: int, split: str = "train") -> TokenBatch:
-        """batch_size windows at uniform random starts of one split."""
+    def sample(self, rng: np.random.Generator, batch_size: int, split: str = "train",
+               repeat_fraction: float | None = None) -> TokenBatch:
+        """batch_size windows at uniform random starts of one split; a share
+        repeat_fraction of them (default: the config's) made repeated (repeat_windows)."""
         starts = rng.integers(0, self.n_starts(split), size=batch_size)
-        return windows_at(self.streams[split], starts, self.config.n_ctx)
+        batch = windows_at(self.streams[split], starts, self.config.n_ctx)
+        fraction = self.config.repeat_fraction if repeat_fraction is None else repeat_fraction
+        if fraction > 0:
+            batch = repeat_windows(rng, batch, rng.random(batch_size) < fraction)
+        return batch
 
     def eval_sets(self) -> dict:
-        """{"heldout": windows of held-out files, "train": of training files}, fixed by eval_seed."""
+        """Fixed by eval_seed: "heldout" and "train" (plain windows of held-out and
+        training files) and "heldout_repeated" (held-out windows, every one repeated;
+        when a repeat fits, n_ctx >= 7)."""
         out = {}
         for index, split in enumerate(EVAL_SET_NAMES):
             rng = np.random.default_rng([self.config.eval_seed, index])
-            out[split] = self.sample(rng, self.config.eval_windows, split)
+            out[split] = self.sample(rng, self.config.eval_windows, split, repeat_fraction=0.0)
+        if self.config.n_ctx + 1 >= 2 * REPEAT_MIN_SPAN:
+            rng = np.random.default_rng([self.config.eval_seed, len(EVAL_SET_NAMES)])
+            out["heldout_repeated"] = self.sample(rng, self.config.eval_windows, "heldout",
+                                                  repeat_fraction=1.0)
         return out
 
     def check_model(self, model_config):
