@@ -236,4 +236,15 @@ def table(results) -> list[Row]:
             f"step {dp['final_step']}"),
         Row("learning time (steps)", results["learning_time"], "~5,600-11,000", stand_in),
     ]
+    prev = [h for _, h in results["previous_token_heads"]]
+    induction = [h for _, h in results["induction_heads"]]
+    composition = results["composition"]
+    if prev and induction:
+        for kind in "QKV":
+            scores = np.asarray(composition[kind], dtype=float)
+            rows.append(Row(f"{kind}-composition, previous-token -> induction heads (mean)",
+                            float(scores[np.ix_(prev, induction)].mean()), "-",
+                            f"all pairs {scores.mean():.3f}, random baseline "
+                            f"{composition['baseline'][kind]:.3f}"
+                            + ("; the circuit predicts K above the rest" if kind == "K" else "")))
     return rows
