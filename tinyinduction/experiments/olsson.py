@@ -1,0 +1,302 @@
+"""`reproduce olsson`: Olsson et al. (2022)'s small-model arguments on Python source.
+
+Four attention-only models are trained on the character-level text of the Python
+standard library (tasks/text.py), through the sweep runner, with a checkpoint at every
+evaluation: 1 and 2 layers, each with and without the smeared key. Then, on every
+checkpoint (text_measures.py):
+- held-out loss, the ICL score (loss late in the context minus early, Olsson's tokens
+  500 and 50 of 512 scaled to our context, each averaged over +-ICL_BAND positions), the
+  loss at each position, and the per-token losses at fixed (window, position) pairs;
+- every head's prefix-matching score (Olsson's repeated random tokens), induction score
+  on ``[BOS] r r`` and previous-token score on text;
+and on the final parameters: copying scores (sample-based and eigenvalue proxy) and the
+ablation of the induction heads (zeroing their outputs) against the same number of
+other heads (every subset of that size, averaged).
+
+Phase change: the first checkpoint at which the best head's prefix-matching score is
+halfway from its value at step 0 to its maximum over training, provided that maximum
+reaches PHASE_MIN_PREFIX (a head that never gets there never formed: no phase change).
+Induction heads: heads whose final prefix-matching score is >= INDUCTION_THRESHOLD.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import text_measures as tm
+from ..clamp import zero_ablate_head
+from ..config import ModelConfig, TrainConfig
+from ..model import TokenBatch, init_params
+from ..runs import checkpoint_paths
+from ..sweep import RunSpec
+from ..tasks.repeated import (fitting_prefix_length, prefix_matching_candidates,
+                              prefix_matching_tokens, repeated_tokens)
+from ..tasks.text import TextConfig, TextTask
+from ..train import load_params
+from .base import Row
+
+NAME = "olsson"
+SUMMARY = "Olsson et al. 2022 on Python source: 1 vs 2 layers, smeared key, ICL score, PCA"
+
+MODELS = {"1L": (1, False), "2L": (2, False), "1L_smeared": (1, True), "2L_smeared": (2, True)}
+CONTROL = "2L_plain_text"    # default setting only: the 2-layer model without repeated windows
+ICL_BAND = 2                 # positions each side of the scaled token indices
+PHASE_MIN_PREFIX = 0.3       # best prefix-matching score a formed induction head reaches
+INDUCTION_THRESHOLD = 0.3    # final prefix-matching score that makes a head an induction head
+N_PROBE_SEQUENCES = 32       # prefix-matching and repeated-token sequences (paper: 10)
+
+# Olsson et al. 2022 (shared/research/olsson2022-and-toys.md), qualitative claims
+PAPER = {
+    "1L": "no induction heads, no ICL improvement, no phase change",
+    "2L": "induction heads form in a phase change; ICL score jumps then (~ -0.4 nats after)",
+    "1L_smeared": "forms induction heads and a phase change",
+    "2L_smeared": "phase change earlier than without the smeared key",
+    "ablation": "ablating induction heads removes most of the ICL score; others mostly not",
+}
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Setting:
+    text: TextConfig
+    n_heads: int
+    d_model: int
+    d_head: int
+    train: TrainConfig
+    n_eval_windows: int          # held-out windows every checkpoint is measured on
+    control: bool                # also train CONTROL (plain text)
+
+
+def setting(quick: bool, seed: int, source: str = "stdlib") -> Setting:
+    """The default and the --quick setting (the README's Olsson section says why).
+
+    default: context 64 characters, half the training windows repeat a span of real
+        text (tasks/text.py), 4 heads of 16 per layer, d_model 64, batch 16, lr 3e-3,
+        4,000 steps, a checkpoint every 100; plus the 2-layer control on plain text.
+    quick:   the same network on a context of 32, 90% repeated windows, batch 32, 800
+        steps: induction heads in the 2-layer model within about a minute (they form
+        after ~500-700 steps), for lessons and tests. Not compared with the paper.
+    """
+    if quick:
+        return Setting(TextConfig(source=source, n_ctx=32, eval_windows=64, repeat_fraction=0.9),
+                       n_heads=4, d_model=64, d_head=16, n_eval_windows=128, control=False,
+                       train=TrainConfig(seed=seed, steps=800, batch_size=32, lr=3e-3, eval_every=50,
+                                         checkpoint_every=50, log_every=0))
+    return Setting(TextConfig(source=source, n_ctx=64, eval_windows=128, repeat_fraction=0.5),
+                   n_heads=4, d_model=64, d_head=16, n_eval_windows=512, control=True,
+                   train=TrainConfig(seed=seed, steps=4000, batch_size=16, lr=3e-3, eval_every=100,
+                                     checkpoint_every=100, log_every=0))
+
+
+def model_config(name: str, d_vocab: int, s: Setting) -> ModelConfig:
+    n_layers, smeared = MODELS.get(name, (2, False))
+    return ModelConfig(n_layers=n_layers, n_heads=s.n_heads, d_model=s.d_model, d_head=s.d_head,
+                       positional="rope", input_kind="tokens", d_vocab=d_vocab, n_ctx=s.text.n_ctx,
+                       smeared_key=smeared)
+
+
+def run_specs(s: Setting, d_vocab: int) -> list[RunSpec]:
+    specs = [RunSpec(name, model_config(name, d_vocab, s), s.text, s.train) for name in MODELS]
+    if s.control:
+        specs.append(RunSpec(CONTROL, model_config(CONTROL, d_vocab, s), s.text.replace(repeat_fraction=0.0),
+                             s.train))
+    return specs
+
+
+# ---------------------------------------------------------------- probes and measures
+
+
+@dataclass
+class Probes:
+    """The fixed inputs every checkpoint is measured on."""
+
+    windows: TokenBatch          # held-out text windows [N, T]
+    pairs: np.ndarray            # [N, 2] (window, position) of the per-token losses
+    prefix: TokenBatch           # Olsson's prefix-matching sequences
+    n_random: int
+    repeated: TokenBatch         # [BOS] r r
+    half: int
+    sample_tokens: np.ndarray    # the copying score's sample (25 distinct ids)
+
+
+def make_probes(task: TextTask, n_windows: int, seed: int = 0) -> Probes:
+    n_ctx = task.config.n_ctx
+    rng = np.random.default_rng([seed, 10])
+    windows = task.sample(rng, n_windows, split="heldout", repeat_fraction=0.0)   # plain text
+    candidates = prefix_matching_candidates(task.vocab.counts)
+    n_random = fitting_prefix_length(n_ctx)
+    half = (n_ctx - 1) // 2
+    return Probes(
+        windows, tm.per_token_pairs(rng, n_windows, n_ctx),
+        prefix_matching_tokens(rng, N_PROBE_SEQUENCES, candidates, n_random), n_random,
+        repeated_tokens(rng, N_PROBE_SEQUENCES, half, candidates), half,
+        rng.choice(candidates, size=min(25, candidates.size), replace=False))
+
+
+def measure(params, config: ModelConfig, probes: Probes, clamps=()) -> dict:
+    """Every per-checkpoint measure of the module docstring."""
+    losses = tm.per_position_losses(params, config, probes.windows, clamps)       # [N, T]
+    first = TokenBatch(probes.windows.tokens[:N_PROBE_SEQUENCES], probes.windows.targets[:N_PROBE_SEQUENCES])
+    return {
+        "loss": float(np.nanmean(losses)),
+        "icl_score": tm.icl_score(losses, band=ICL_BAND),
+        "loss_by_position": np.nanmean(losses, axis=0),
+        "per_token": tm.per_token_losses(losses, probes.pairs),
+        "prefix_matching": tm.prefix_matching_scores(params, config, probes.prefix, probes.n_random),
+        "induction": tm.induction_scores(params, config, probes.repeated),
+        "previous_token": tm.previous_token_scores(params, config, first),
+    }
+
+
+def checkpoints(run_dir) -> list[tuple[int, Path]]:
+    return sorted(checkpoint_paths(run_dir))
+
+
+def over_training(run_dir, config, probes, seed: int) -> dict:
+    """{measure: [value per checkpoint]} plus "step", in step order; step 0 is the
+    initialisation (init_params(config, seed), as train() makes it)."""
+    rows = {"step": []}
+    found = checkpoints(run_dir)
+    for step, path in ([(0, None)] if not found or found[0][0] != 0 else []) + found:
+        params = init_params(config, seed) if path is None else load_params(path)[0]
+        rows["step"].append(step)
+        for key, value in measure(params, config, probes).items():
+            rows.setdefault(key, []).append(value)
+    return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def phase_change_step(steps, best_prefix) -> int | None:
+    """First step where the best head's prefix-matching score is halfway from its start
+    to its maximum; None if the maximum stays below PHASE_MIN_PREFIX."""
+    best_prefix = np.asarray(best_prefix)
+    if best_prefix.max() < PHASE_MIN_PREFIX:
+        return None
+    halfway = 0.5 * (best_prefix[0] + best_prefix.max())
+    return int(np.asarray(steps)[np.argmax(best_prefix >= halfway)])
+
+
+def ablation(params, config, probes, prefix_final) -> dict:
+    """ICL score with the induction heads zeroed, and with as many other heads zeroed
+    (mean over every subset of that size)."""
+    heads = [(l, h) for l in range(config.n_layers) for h in range(config.n_heads)]
+    scores = {head: prefix_final[head] for head in heads}
+    induction = [head for head in heads if scores[head] >= INDUCTION_THRESHOLD]
+    rule = f"prefix matching >= {INDUCTION_THRESHOLD}"
+    if not induction:
+        induction, rule = [max(heads, key=scores.get)], "none reaches the threshold: the best head"
+    others = [head for head in heads if head not in induction]
+
+    def icl(ablated):
+        clamps = [zero_ablate_head(l, h) for l, h in ablated]
+        return tm.icl_score(tm.per_position_losses(params, config, probes.windows, clamps), band=ICL_BAND)
+
+    other_sets = list(itertools.combinations(others, len(induction))) if len(others) >= len(induction) else []
+    other_scores = [icl(subset) for subset in other_sets]
+    return {"induction_heads": [list(h) for h in induction], "rule": rule,
+            "clean_icl_score": icl([]), "induction_heads_icl_score": icl(induction),
+            "other_heads_icl_score": float(np.mean(other_scores)) if other_scores else None,
+            "other_heads_icl_scores": other_scores,
+            "other_head_sets": [[list(h) for h in s] for s in other_sets]}
+
+
+def loss_pca(trajectories: dict, first: int = 1) -> dict:
+    """Olsson's per-token-loss PCA: every checkpoint of every model (from checkpoint index
+    `first` on: the initialisation's uniform ~ln V losses would take the first component)
+    is a row of per-token losses; centre over all rows; project on the first two
+    principal components. {model: [checkpoints - first, 2], "explained_variance": [2]}."""
+    names = list(trajectories)
+    rows = [np.asarray(trajectories[n]["per_token"])[first:] for n in names]
+    matrix = np.concatenate(rows)                                              # [checkpoints, N]
+    centred = matrix - matrix.mean(axis=0)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    projected = centred @ vt[:2].T
+    explained = singular ** 2 / (singular ** 2).sum()
+    out, start = {"explained_variance": explained[:2], "first": first}, 0
+    for name, block in zip(names, rows):
+        out[name] = projected[start:start + len(block)]
+        start += len(block)
+    return out
+
+
+# ---------------------------------------------------------------- the experiment
+
+
+def run(ctx) -> dict:
+    from . import olsson_plots as plots
+    s = setting(ctx.quick, ctx.seed)
+    task = s.text.make_task()
+    ctx.log(f"text: {task.fingerprint['files']} files, {task.fingerprint['characters']:,} characters, "
+            f"vocabulary {task.d_vocab}")
+    specs = run_specs(s, task.d_vocab)
+    configs = {spec.name: spec.model for spec in specs}
+    summaries = ctx.train_runs(specs)
+    probes = make_probes(task, s.n_eval_windows, ctx.seed)
+
+    trajectories, results = {}, {"models": {}}
+    for name in configs:
+        ctx.log(f"measuring {name} on its checkpoints ...")
+        run_dir = Path(summaries[name].out_dir)
+        trajectory = over_training(run_dir, configs[name], probes, s.train.seed)
+        trajectory["history"] = summaries[name].history()
+        trajectories[name] = trajectory
+        best = trajectory["prefix_matching"].max(axis=(1, 2))
+        final_params, _ = load_params(checkpoints(run_dir)[-1][1])
+        copying = tm.copying_scores(final_params, configs[name], probes.sample_tokens)
+        results["models"][name] = {
+            "icl_score": float(trajectory["icl_score"][-1]),
+            "max_prefix_matching": float(best[-1]),
+            "phase_change_step": phase_change_step(trajectory["step"], best),
+            "loss": float(trajectory["loss"][-1]),
+            "prefix_matching": trajectory["prefix_matching"][-1],
+            "induction_score": trajectory["induction"][-1],
+            "previous_token_score": trajectory["previous_token"][-1],
+            "copying_score_sample": copying["sample"],
+            "copying_score_weights": copying["weights"],
+            "smear_sigmoid": [1 / (1 + np.exp(-final_params[f"blocks.{l}.attn.smear_alpha"]))
+                              for l in range(configs[name].n_layers)] if configs[name].smeared_key else None,
+            "steps": trajectory["step"], "icl_score_over_training": trajectory["icl_score"],
+            "loss_over_training": trajectory["loss"], "best_prefix_matching_over_training": best,
+        }
+        if name == "2L":
+            results["ablation"] = ablation(final_params, configs[name], probes,
+                                           trajectory["prefix_matching"][-1])
+    pca = loss_pca(trajectories)
+    results["pca"] = {"explained_variance": pca["explained_variance"]}
+    results["settings"] = {"text": s.text.to_dict(), "fingerprint": task.fingerprint,
+                           "n_heads": s.n_heads, "d_model": s.d_model, "d_head": s.d_head,
+                           "train": s.train.to_dict(), "icl_positions": tm.icl_positions(s.text.n_ctx),
+                           "icl_band": ICL_BAND, "n_eval_windows": s.n_eval_windows,
+                           "prefix_matching_tokens": probes.n_random}
+    suffix = "_quick" if ctx.quick else ""
+    plots.training_figure(ctx.figure_path(f"olsson_training{suffix}"), trajectories, results)
+    plots.pca_figure(ctx.figure_path(f"olsson_pca{suffix}"), pca, trajectories, results)
+    plots.heads_figure(ctx.figure_path(f"olsson_heads{suffix}"), results)
+    plots.ablation_figure(ctx.figure_path(f"olsson_ablation{suffix}"), results, trajectories)
+    return results
+
+
+def _fmt_phase(step):
+    return "none" if step is None else f"step {step:,}"
+
+
+def table(results) -> list[Row]:
+    m = results["models"]
+    rows = []
+    for name in MODELS:
+        r = m[name]
+        rows.append(Row(f"{name}: final ICL score (nats)", r["icl_score"], PAPER[name],
+                        f"held-out loss {r['loss']:.3f}"))
+        rows.append(Row(f"{name}: best prefix-matching head (final)", r["max_prefix_matching"], "",
+                        f"phase change: {_fmt_phase(r['phase_change_step'])}"))
+    a = results["ablation"]
+    rows.append(Row("2L: ICL score, clean", a["clean_icl_score"], "", ""))
+    rows.append(Row("2L: ICL score, induction heads ablated", a["induction_heads_icl_score"],
+                    PAPER["ablation"], f"heads {a['induction_heads']} ({a['rule']})"))
+    rows.append(Row("2L: ICL score, as many other heads ablated", a["other_heads_icl_score"], "",
+                    f"mean over {len(a['other_head_sets'])} head sets"))
+    return rows
