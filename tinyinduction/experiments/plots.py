@@ -195,7 +195,8 @@ def race_figure(path, curves, learning_time):
     fig = Figure(figsize=(9, 4.5))
     ax = fig.subplots()
     heads = sorted((k for k in curves if k != "all"), key=int)
-    for h, colour in zip(heads, _head_colours(len(heads), "winter")):
+    colours = [matplotlib.colormaps["tab10"](i % 10) for i in range(len(heads))]   # all layer 1
+    for h, colour in zip(heads, colours):
         lt = learning_time[h]
         ax.plot(curves[h]["step"], curves[h]["loss"], color=colour, lw=1.2,
                 label=f"L1H{h} alone" + (f" (learns at {lt:,})" if lt is not None else " (never)"))
