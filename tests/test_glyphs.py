@@ -85,6 +85,18 @@ def test_glyph_table_cached_under_xdg_cache_home(tmp_path, monkeypatch):
     assert len(list((tmp_path / "tinyinduction").glob("glyphs-*.npy"))) == 2
 
 
+def test_glyph_table_rescaled_to_a_mean_norm(small_glyphs):
+    _, _, table = small_glyphs
+    scaled = glyphs.glyph_features(n_classes=24, n_renderings=3, dim=64, scripts=SCRIPTS,
+                                   cache=False, mean_norm=10.0)
+    assert np.linalg.norm(scaled, axis=-1).mean() == pytest.approx(10.0, rel=1e-5)
+    inked = table > 0
+    ratio = scaled[inked] / table[inked]                            # one factor everywhere
+    assert np.allclose(ratio, ratio[0], rtol=1e-5) and (scaled[~inked] == 0).all()
+    with pytest.raises(ValueError, match="mean_norm = -1"):
+        glyphs.glyph_features(n_classes=2, scripts=SCRIPTS, mean_norm=-1.0)
+
+
 def test_glyph_bad_arguments():
     with pytest.raises(ValueError, match="scripts = 'Klingon'"):
         glyphs.glyph_classes(scripts="Klingon")

@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -20,23 +21,33 @@ def _save(fig: Figure, path) -> Path:
     return path
 
 
+STAT_LABELS = {
+    "effective_rank": "effective rank of the training classes",
+    "heldout_in_train_span": "fraction of the held-out classes' variation\ninside the training classes' span",
+}
+
+
 def _scatter(ax, results, stat, target, ylabel):
+    """One point per table; the recipe before the sweep, the chosen one and the glyph
+    table are named, the other sweep points are blue dots."""
     points = results["points"]
+    named = {"old": ("black", "recipe before the sweep"),
+             results.get("chosen_point"): ("tab:red", "chosen recipe"),
+             "glyphs": ("tab:green", "glyph table (not in rho)"),
+             "glyphs,mean_norm=59": ("tab:olive", "glyph table at the built-in's scale")}
     for name, p in points.items():
         y = p[target]
         censored = target == "learning_time" and y is None
         if censored:
             y = p["steps"]
-        colour = "tab:red" if name == results.get("chosen_point") else "tab:green" \
-            if name == "glyphs" else "black" if name == "old" else "tab:blue"
+        colour, label = named.get(name, ("tab:blue", None))
         ax.scatter(p["statistics"][stat], y, color=colour, marker="^" if censored else "o",
-                   s=30, zorder=3)
-        ax.annotate(name, (p["statistics"][stat], y), fontsize=6, xytext=(3, 2),
-                    textcoords="offset points")
+                   s=40 if label else 22, zorder=3 if label else 2, label=label)
+    ax.scatter([], [], color="tab:blue", s=22, label="other generator settings")
     rho = results["correlation"][stat][target]
     rho = "undefined" if rho is None else f"{rho:+.2f}"
-    ax.set_xlabel(f"{stat.replace('_', ' ')} of the table\n(Spearman rho over the generator "
-                  f"sweep = {rho})", fontsize=8)
+    ax.set_xlabel(f"{STAT_LABELS.get(stat, stat.replace('_', ' '))}\n(Spearman rho over the "
+                  f"generator sweep = {rho})", fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
 
 
@@ -46,7 +57,7 @@ def sweep_figure(path, results, curves, paper: bool = True,
     """Loss curves of every sweep point; learning time and final held-out-class loss
     against the table statistics that predict them (paper=False: the quick setting,
     drawn without the paper's numbers)."""
-    fig = Figure(figsize=(14, 4.4))
+    fig = Figure(figsize=(14, 5.4))
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.5, 1, 1]})
     ax = axes[0]
     lo, hi = results["target"]["learning_time"]
@@ -57,9 +68,12 @@ def sweep_figure(path, results, curves, paper: bool = True,
     colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(curves)))
     for (name, (steps, loss, _)), colour in zip(curves.items(), colours):
         special = {results.get("chosen_point"): ("tab:red", 2.2), "old": ("black", 1.6),
-                   "glyphs": ("tab:green", 1.8)}
+                   "glyphs": ("tab:green", 1.8), "glyphs,mean_norm=59": ("tab:olive", 1.8)}
         c, lw = special.get(name, (colour, 0.9))
-        ax.plot(steps, loss, color=c, lw=lw, label=name)
+        suffix = {"old": " (before the sweep)", results.get("chosen_point"): " (chosen)"}
+        ax.plot(steps, loss, color=c, lw=lw, label=name + suffix.get(name, ""))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MultipleLocator(10_000))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     ax.set_xlabel("training step (batch of 32)")
     ax.set_ylabel("loss on the training evaluation set (nats)")
     ax.set_ylim(0, 1.2)
@@ -71,10 +85,11 @@ def sweep_figure(path, results, curves, paper: bool = True,
     _scatter(axes[2], results, generalisation_stat, "heldout_classes",
              "held-out classes, final loss (nats)")
     if paper:
-        axes[1].axhspan(lo, hi, color="tab:orange", alpha=0.15, label="paper")
+        axes[1].axhspan(lo, hi, color="tab:orange", alpha=0.15, label="paper's phase change")
         axes[2].axhline(results["target"]["heldout_classes"], color="tab:orange", ls="--", lw=1,
                         label="target 0.2 (paper ~0.12)")
-        axes[2].legend(fontsize=7, loc="upper right")
+    for ax in axes[1:]:
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     axes[2].set_title("What predicts generalisation to new classes", fontsize=10)
     fig.suptitle("Stand-in exemplar features (not Omniglot): generator settings vs the phase "
                  "change", fontsize=11)

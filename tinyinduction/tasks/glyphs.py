@@ -263,15 +263,26 @@ def _recipe(n_classes, n_renderings, dim, seed, size, scripts) -> dict:
 @functools.lru_cache(maxsize=4)
 def glyph_features(n_classes: int = 1623, n_renderings: int = 5, dim: int = 512,
                    seed: int = 0, size: int = 28, cache: bool = True,
-                   scripts: tuple | None = None) -> np.ndarray:
+                   scripts: tuple | None = None, mean_norm: float = 0.0) -> np.ndarray:
     """Read-only float32 [n_classes, n_renderings, dim]: random-CNN features of glyphs.
 
     Built once (about a minute for the full table on one core) and stored as
     <cache_directory()>/glyphs-<recipe hash>.npy; later calls load that file. The
     recipe (every setting, the matplotlib version, the font files' sizes) is hashed,
     so a changed recipe never reads a stale table.
+
+    mean_norm: 0 keeps the network's own scale (mean vector norm ~9.4); a positive
+    value rescales the whole table to that mean norm. A random network's output scale
+    is arbitrary (it follows from the initialisation), and the scale after the
+    exemplar embedding moves the phase change (README), so it is a setting:
+    "glyphs:mean_norm=59" has the built-in table's scale.
     """
     own = "glyph_features"
+    bad = isinstance(mean_norm, bool) or not isinstance(mean_norm, (int, float)) \
+        or not np.isfinite(mean_norm) or mean_norm < 0
+    if bad:
+        raise ValueError(f"{own}.mean_norm = {mean_norm!r}: must be a finite number >= 0 "
+                         "(0 = the network's own scale)")
     n_classes = check_int(own, "n_classes", n_classes, 1)
     n_renderings = check_int(own, "n_renderings", n_renderings, 1)
     dim = check_int(own, "dim", dim, 1)
@@ -295,7 +306,9 @@ def glyph_features(n_classes: int = 1623, n_renderings: int = 5, dim: int = 512,
         table = flat.reshape(n_classes, n_renderings, dim)
         if cache:
             _save_atomic(path, table, recipe)
-    table = np.ascontiguousarray(table, dtype=np.float32)
+    table = np.array(table, dtype=np.float32, order="C")
+    if mean_norm > 0:
+        table *= np.float32(mean_norm / np.linalg.norm(table, axis=-1).mean())
     table.flags.writeable = False
     return table
 
