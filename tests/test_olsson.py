@@ -39,15 +39,22 @@ def test_ablation_compares_the_induction_heads_with_every_other_set():
     params = init_params(config, 0)
     rng = np.random.default_rng(0)
     windows = TokenBatch(rng.integers(0, 12, (8, 16)), rng.integers(0, 12, (8, 16)))
-    probes = olsson.Probes(windows, None, None, 0, None, 0, None)
+    probes = olsson.Probes(windows, windows, None, None, 0, None, 0, None)
     prefix = np.array([[0.1, 0.2], [0.9, 0.05]])                 # [L, H]: only L1H0 is an induction head
     result = olsson.ablation(params, config, probes, prefix)
     assert result["induction_heads"] == [[1, 0]]
     assert len(result["other_head_sets"]) == 3 and [1, 0] not in sum(result["other_head_sets"], [])
     assert result["other_heads_icl_score"] == pytest.approx(np.mean(result["other_heads_icl_scores"]))
     assert result["induction_heads_icl_score"] != result["clean_icl_score"]
+    assert result["repeated"]["clean_icl_score"] == pytest.approx(result["clean_icl_score"])   # same windows here
     weak = olsson.ablation(params, config, probes, prefix * 0.1)   # nobody reaches the threshold
     assert weak["induction_heads"] == [[1, 0]] and "best head" in weak["rule"]
+
+
+def test_icl_around_a_step():
+    steps, icl = [0, 100, 200, 300, 400, 500, 600, 700], [0, -1, -2, -3, -4, -5, -6, -7]
+    assert olsson.icl_around(steps, icl, 400, lo=100, hi=200) == (-2.5, -5.5)
+    assert olsson.icl_around(steps, icl, 700, lo=100, hi=200) == (-5.5, None)
 
 
 def test_settings_and_specs():
@@ -75,3 +82,21 @@ def test_reproduce_olsson_quick_end_to_end(tmp_path, capsys):
     assert models["1L_smeared"]["phase_change_step"] < models["2L"]["phase_change_step"]
     for stem in ("olsson_training_quick", "olsson_pca_quick", "olsson_heads_quick", "olsson_ablation_quick"):
         assert (tmp_path / "figures" / f"{stem}.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["reproduce", "heads", "--quick", "--text", "somewhere"], "only the olsson experiment"),
+    (["reproduce", "olsson", "--quick", "--text", "/no/such/text"], "no such file"),
+])
+def test_bad_text_arguments_fail_in_one_line(argv, needle, tmp_path, capsys):
+    assert main(argv + ["--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert needle in error and "--text" in error and len(error.splitlines()) == 1
+
+
+def test_short_user_text_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "tiny.py").write_text("x = 1\n" * 3)
+    assert main(["reproduce", "olsson", "--quick", "--text", str(tmp_path / "tiny.py"),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "fewer than one window" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs").exists()

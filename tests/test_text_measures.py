@@ -88,6 +88,10 @@ def test_icl_positions_scale_the_papers_tokens():
     assert tm.icl_score(losses, band=1) == pytest.approx(-2.0)
     with pytest.raises(ValueError, match="band"):
         tm.icl_score(losses, band=-1)
+    rng = np.random.default_rng(0)
+    noisy = rng.normal(2.0, 1.0, (400, 64))                # independent unit noise: sem = sqrt(2 / 400)
+    assert tm.icl_score_sem(noisy) == pytest.approx(np.sqrt(2 / 400), rel=0.15)
+    assert tm.icl_score_sem(noisy, band=2) == pytest.approx(np.sqrt(2 / 400 / 5), rel=0.15)
 
 
 TINY = ModelConfig(n_layers=2, n_heads=2, d_model=8, d_head=4, input_kind="tokens", d_vocab=11,

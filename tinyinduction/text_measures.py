@@ -3,6 +3,7 @@
 Losses
     per_position_losses(params, config, batch, clamps)   [B, T] cross-entropy per position
     icl_positions(n_ctx) / icl_score(losses)              Olsson's "token 500 minus token 50"
+    icl_score_sem(losses)                                  its standard error over windows
     per_token_losses(losses, pairs)                        [N] the vectors of the PCA
 Attention (patterns in TransformerLens layout [B, H, Tq, Tk])
     prefix_matching_from_pattern(pattern, n_random, n_repeats)   [H]
@@ -75,6 +76,18 @@ def icl_score(losses: np.ndarray, positions: tuple[int, int] | None = None, band
     def around(index):
         return losses[:, max(index - band, 0):min(index + band, n_positions - 1) + 1]
     return float(np.nanmean(around(late)) - np.nanmean(around(early)))
+
+
+def icl_score_sem(losses: np.ndarray, positions: tuple[int, int] | None = None, band: int = 0) -> float:
+    """Standard error of icl_score over windows (each window's late-minus-early difference
+    is one sample): how much of an ICL score is sampling noise."""
+    n_positions = losses.shape[1]
+    early, late = icl_positions(n_positions) if positions is None else positions
+
+    def around(index):
+        return np.nanmean(losses[:, max(index - band, 0):min(index + band, n_positions - 1) + 1], axis=1)
+    differences = around(late) - around(early)                                   # [B]
+    return float(np.nanstd(differences, ddof=1) / np.sqrt(np.isfinite(differences).sum()))
 
 
 def per_token_pairs(rng: np.random.Generator, n_windows: int, n_ctx: int) -> np.ndarray:

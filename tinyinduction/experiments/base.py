@@ -54,6 +54,7 @@ class Context:
     scheduler: str | None = None
     figures: Path = Path("figures")
     log: Callable = print
+    text: str | None = None        # olsson: a user's text file or directory (--text)
     figure_files: list = field(default_factory=list)
 
     def train_runs(self, specs, grid: str | None = None) -> dict:
@@ -137,7 +138,7 @@ def _write_atomic(path: Path, text: str):
 
 def run_experiment(name: str, seed: int = PAPER_SEED, out=None, jobs: int = 1, quick: bool = False,
                    scheduler: str | None = None, figures=None, as_json: bool = False,
-                   log=print) -> dict:
+                   log=print, text: str | None = None) -> dict:
     """Run experiment `name` under the reproduce contract (module docstring); its results."""
     module = load(name)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -147,12 +148,15 @@ def run_experiment(name: str, seed: int = PAPER_SEED, out=None, jobs: int = 1, q
         raise ValueError(f"--out {str(out)!r}: give a directory for the runs and results")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a directory")
-    figures = Path(figures) if figures is not None else (out / "figures" if quick else Path("figures"))
+    if text is not None and name != "olsson":
+        raise ValueError(f"--text {text!r}: only the olsson experiment trains on text")
+    # quick runs and runs on a user's text never replace the committed figures
+    figures = Path(figures) if figures is not None else (out / "figures" if quick or text else Path("figures"))
     if figures.exists() and not figures.is_dir():
         raise ValueError(f"--figures {figures} is a file; give a directory")
     out.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
-    ctx = Context(name, seed, out, jobs, quick, scheduler, figures, log)
+    ctx = Context(name, seed, out, jobs, quick, scheduler, figures, log, text=text)
     started = time.perf_counter()
     log(f"reproduce {name}{' (quick setting)' if quick else ''}: seed {seed}, runs and results "
         f"in {out}, figures in {figures}, {jobs} job{'s' if jobs > 1 else ''}")

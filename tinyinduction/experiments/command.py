@@ -25,7 +25,7 @@ def _where_options(parser):
 def cmd_reproduce(args) -> int:
     from .base import run_experiment
     run_experiment(args.name, seed=args.seed, out=args.out, jobs=args.jobs, quick=args.quick,
-                   scheduler=args.scheduler, figures=args.figures, as_json=args.json)
+                   scheduler=args.scheduler, figures=args.figures, as_json=args.json, text=args.text)
     return 0
 
 
@@ -61,6 +61,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--quick", action="store_true", help="a reduced setting for lessons and tests")
     p.add_argument("--json", action="store_true", help="print results.json on the last line")
     p.add_argument("--figures", help="figure directory (default figures/, or DIR/figures with --quick)")
+    p.add_argument("--text", metavar="PATH", help="olsson only: a text file or directory to train on "
+                                                  "instead of the Python standard library's source")
     _where_options(p)
     p.set_defaults(func=cmd_reproduce)
 

@@ -137,23 +137,30 @@ def heads_figure(path, results):
 
 def ablation_figure(path, results, trajectories):
     a = results["ablation"]
-    labels = ["clean", "induction heads\nablated", "as many other\nheads ablated"]
-    values = [a["clean_icl_score"], a["induction_heads_icl_score"], a["other_heads_icl_score"]]
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    bars = ax.bar(labels, [np.nan if v is None else v for v in values],
-                  color=["0.5", "tab:red", "tab:blue"])
-    for bar, value in zip(bars, values):
-        if value is not None:
-            ax.annotate(f"{value:+.3f}", (bar.get_x() + bar.get_width() / 2, value), ha="center",
-                        va="top" if value < 0 else "bottom", fontsize=8)
-    if a["other_heads_icl_scores"]:
-        ax.scatter([2] * len(a["other_heads_icl_scores"]), a["other_heads_icl_scores"], color="k",
-                   s=8, zorder=3, label="each other head set")
-        ax.legend(fontsize=8)
-    ax.axhline(0, color="k", lw=0.6)
-    ax.set_ylabel("ICL score of the 2-layer model (nats; negative = uses context)")
     heads = ", ".join(f"L{l}H{h}" for l, h in a["induction_heads"])
-    ax.set_title(f"zero-ablating induction heads ({heads})", fontsize=9)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    panels = [(axes[0], a, "plain held-out windows (Olsson's measure)"),
+              (axes[1], a["repeated"], "held-out windows that repeat a span")]
+    labels = ["clean", f"induction heads\nablated ({heads})", "as many other\nheads ablated"]
+    for ax, scores, title in panels:
+        values = [scores["clean_icl_score"], scores["induction_heads_icl_score"], scores["other_heads_icl_score"]]
+        errors = [scores["clean_icl_score_sem"], scores["induction_heads_icl_score_sem"], 0.0]
+        bars = ax.bar(labels, [np.nan if v is None else v for v in values], yerr=errors, capsize=4,
+                      color=["0.5", "tab:red", "tab:blue"])
+        for bar, value in zip(bars, values):
+            if value is not None:
+                ax.annotate(f"{value:+.3f}", (bar.get_x() + 0.02, value), ha="left",
+                            va="top" if value < 0 else "bottom", fontsize=8)
+        if scores["other_heads_icl_scores"]:
+            ax.scatter([2] * len(scores["other_heads_icl_scores"]), scores["other_heads_icl_scores"],
+                       color="k", s=8, zorder=3, label="each set of other heads")
+            ax.legend(fontsize=8)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+    axes[0].set_ylabel("ICL score of the 2-layer model (nats)\nnegative = later characters are easier")
+    fig.suptitle("zero-ablating the 2-layer model's induction heads (error bars: standard error over windows)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
