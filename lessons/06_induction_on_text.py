@@ -182,6 +182,12 @@ print("right answer:      ", repr(snippet[second:]))
 labels = task.vocab.token_labels(ids)
 fig, ax = plt.subplots(figsize=(7.5, 6.5))
 image = ax.imshow(pattern, cmap="viridis", vmin=0, vmax=1)
+first = snippet.index("returncode") + 1
+queries = np.arange(second, len(ids))                              # the second "returncode"
+ax.scatter(first + (queries - second) + 1, queries, s=60, marker="s", facecolors="none",
+           edgecolors="red", lw=0.8, label="induction target: the character after the\nsame "
+                                             "character of the first returncode")
+ax.legend(fontsize=7, loc="upper right")
 ax.set_xticks(range(len(ids)))
 ax.set_xticklabels(labels, fontsize=7)
 ax.set_yticks(range(len(ids)))
