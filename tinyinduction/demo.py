@@ -41,15 +41,25 @@ def summarise(history, wall_seconds) -> dict:
     return {"phase": phase, "phase_note": note, "final": final, "wall_seconds": wall_seconds}
 
 
+def features_description(features: str) -> str:
+    """How the demo names the exemplar features it trains on."""
+    if features.startswith("builtin"):
+        return "built-in stand-in features" + (f" ({features})" if features != "builtin" else "")
+    if features.startswith("glyphs"):
+        return "rendered-glyph features" + (f" ({features})" if features != "glyphs" else "")
+    return f"features from {features}"
+
+
 def run_demo(model_config, task_config, train_config, out_dir: Path, figure: Path,
              preset_name: str = "paper", task=None, overwrite=False, log=print):
     """Train (or reuse a finished run in out_dir, or continue an interrupted one), print a
     summary (next to the paper's numbers for the paper preset), draw. Returns the
     TrainResult; an interrupted run is summarised and drawn as far as it got."""
     paper = preset_name == "paper"
+    features = features_description(task_config.features if task_config is not None else "builtin")
     log(f"tinyinduction demo: {model_config.n_layers} layers x {model_config.n_heads} heads, "
         f"{train_config.steps:,} steps of {train_config.batch_size} sequences "
-        f"(seed {train_config.seed}), built-in stand-in features; run directory {out_dir}")
+        f"(seed {train_config.seed}), {features}; run directory {out_dir}")
     task = task or FewShotTask(task_config)
     result = train(model_config, task_config, train_config, out_dir=out_dir, task=task,
                    resume=None if overwrite else "auto", overwrite=overwrite, log=log)
@@ -60,7 +70,7 @@ def run_demo(model_config, task_config, train_config, out_dir: Path, figure: Pat
     patterns = mean_patterns(result.params, model_config, task.eval_sets()["train"])
     demo_figure(history, patterns, phase, figure, task.n_context_pairs,
                 title=f"Few-shot task, {preset_name} preset, seed {train_config.seed} "
-                      f"(built-in stand-in features, not Omniglot)"
+                      f"({features}, not Omniglot)"
                       + (f", interrupted at step {result.step:,}" if result.interrupted else ""))
     log("")
     log("summary" + (f" (interrupted at step {result.step:,} of {train_config.steps:,}; run the "
