@@ -195,3 +195,13 @@ def test_phase_functions_name_the_argument_and_the_value(function, kwargs, none_
             message = str(error.value)
             assert name in message, (function.__name__, name, value, message)
             assert repr(value)[:25] in message, message
+
+
+@given(st.lists(st.floats(0, 5, allow_nan=False), min_size=5, max_size=40))
+def test_plateau_level_is_a_number_for_any_finite_curve(values):
+    """The refinement never takes the median of an empty window (NaN, with a warning)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        level = estimate_plateau_level(np.arange(len(values), dtype=float), values)
+    assert np.isfinite(level) and min(values) <= level <= max(values)

@@ -281,8 +281,10 @@ def estimate_plateau_level(x, loss, band: float = DEFAULT_BAND) -> float:
     # refine with narrower bands so points on the fall and the drop stop biasing the median
     for fraction in (1.0, 0.3, 0.1):
         window = np.abs(candidates - level) <= fraction * halfwidth
+        if not window.any():   # the median fell between points: keep the last level
+            break
         level = float(np.median(candidates[window]))
-    return level
+    return float(level)
 
 
 def _float_or_none(value) -> Optional[float]:
