@@ -239,7 +239,7 @@ def subcircuits_figure(path, results):
             x = x[x >= fit["x_start"]]
             y = toy_loss_curve(x, fit["depth"], fit["tau"], fit["w0"], fit["floor"], fit["height"],
                                fit["x_start"])
-            ax.plot(x, y, "k--", lw=1, label=f"toy fit, D = {fit['depth']} factors")
+            ax.plot(x, y, "k--", lw=1, label=f"toy fit with D = {fit['depth']}")
         ax.axhline(LN2, color="grey", ls=":", lw=0.8)
         lt = results["learning_time"][name]
         ax.set_title(f"{CONDITION_NAMES.get(name, name)}\nlearning time "

@@ -62,19 +62,31 @@ def plateau_steps(steps, loss, band=PLATEAU_BAND):
 
 
 def toy_fit(steps, loss, learned: bool):
-    """The toy model fitted to a loss curve: best D and each D's RMS (None if unfittable,
-    or if the loss never fell below 0.4 ln 2: there is no drop to describe)."""
+    """The toy model fitted to a loss curve from the end of its initial fall: best D and
+    each D's RMS (None if unfittable, or if the loss never fell below 0.4 ln 2: there is
+    no drop to describe)."""
     import warnings
     from ..toy import fit_scalar_model
     if not learned:
         return {"depth": None, "error": "no drop to fit (the loss never fell below 0.4 ln 2)"}
+    steps, loss = np.asarray(steps, float), np.asarray(loss, float)
+    # the toy starts on the plateau: fit from the end of the initial fall (ln 5 -> ln 2),
+    # the first evaluation within PLATEAU_BAND of ln 2, also for curves with no plateau
+    near = np.flatnonzero(loss <= math.log(2) + PLATEAU_BAND)
+    x_start = float(steps[near[0]]) if near.size else None
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
-            fit = fit_scalar_model(np.asarray(steps, float), np.asarray(loss, float))
+            fit = fit_scalar_model(steps, loss, x_start=x_start)
+            rms_by_depth = {int(d): float(r) for d, r in fit.rms_by_depth.items()}
+            # the fewest factors that fit as well (within 2 %): with a large w0 the D = 2
+            # and 3 curves collapse onto the exponential, and a tie says nothing more
+            depth = min(d for d, r in rms_by_depth.items() if r <= 1.02 * min(rms_by_depth.values()))
+            if depth != fit.depth:
+                fit = fit_scalar_model(steps, loss, depths=(depth,), x_start=x_start)
     except (ValueError, RuntimeError, FloatingPointError) as error:
         return {"depth": None, "error": " ".join(str(error).split())}
-    return {"depth": fit.depth, "rms": fit.rms, "rms_by_depth": fit.rms_by_depth, "tau": fit.tau,
+    return {"depth": depth, "rms": fit.rms, "rms_by_depth": rms_by_depth, "tau": fit.tau,
             "w0": fit.w0, "floor": fit.floor, "height": fit.height, "x_start": fit.x_start}
 
 
