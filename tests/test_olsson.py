@@ -100,3 +100,12 @@ def test_short_user_text_is_refused_before_training(tmp_path, capsys):
                  "--out", str(tmp_path / "out")]) == 2
     assert "fewer than one window" in capsys.readouterr().err
     assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_paired_differences_use_the_same_windows():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 1.0, 400)                       # window-to-window spread, common to both
+    trajectories = {"1L": {"icl_per_window": [shared]},
+                    "2L": {"icl_per_window": [shared - 0.1 + rng.normal(0, 0.05, 400)]}}
+    difference, error = olsson.paired_differences(trajectories)["2L - 1L"]
+    assert difference == pytest.approx(-0.1, abs=0.01) and error < 0.005   # unpaired it would be ~0.07

@@ -3,7 +3,7 @@
 Losses
     per_position_losses(params, config, batch, clamps)   [B, T] cross-entropy per position
     icl_positions(n_ctx) / icl_score(losses)              Olsson's "token 500 minus token 50"
-    icl_score_sem(losses)                                  its standard error over windows
+    icl_per_window(losses) / icl_score_sem(losses)         its samples and standard error
     per_token_losses(losses, pairs)                        [N] the vectors of the PCA
 Attention (patterns in TransformerLens layout [B, H, Tq, Tk])
     prefix_matching_from_pattern(pattern, n_random, n_repeats)   [H]
@@ -78,16 +78,28 @@ def icl_score(losses: np.ndarray, positions: tuple[int, int] | None = None, band
     return float(np.nanmean(around(late)) - np.nanmean(around(early)))
 
 
-def icl_score_sem(losses: np.ndarray, positions: tuple[int, int] | None = None, band: int = 0) -> float:
-    """Standard error of icl_score over windows (each window's late-minus-early difference
-    is one sample): how much of an ICL score is sampling noise."""
+def icl_per_window(losses: np.ndarray, positions: tuple[int, int] | None = None, band: int = 0) -> np.ndarray:
+    """[B] each window's late-minus-early loss (band as in icl_score): icl_score's
+    samples, for standard errors and for paired comparisons on the same windows."""
     n_positions = losses.shape[1]
     early, late = icl_positions(n_positions) if positions is None else positions
 
     def around(index):
         return np.nanmean(losses[:, max(index - band, 0):min(index + band, n_positions - 1) + 1], axis=1)
-    differences = around(late) - around(early)                                   # [B]
-    return float(np.nanstd(differences, ddof=1) / np.sqrt(np.isfinite(differences).sum()))
+    return around(late) - around(early)
+
+
+def standard_error(samples) -> float:
+    """Standard error of the mean of samples [N] (NaN ignored)."""
+    samples = np.asarray(samples, dtype=float)
+    samples = samples[np.isfinite(samples)]
+    return float(np.std(samples, ddof=1) / np.sqrt(samples.size))
+
+
+def icl_score_sem(losses: np.ndarray, positions: tuple[int, int] | None = None, band: int = 0) -> float:
+    """Standard error of icl_score over windows (each window's late-minus-early difference
+    is one sample): how much of an ICL score is sampling noise."""
+    return standard_error(icl_per_window(losses, positions, band))
 
 
 def per_token_pairs(rng: np.random.Generator, n_windows: int, n_ctx: int) -> np.ndarray:

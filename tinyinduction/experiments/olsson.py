@@ -21,6 +21,10 @@ halfway from its value at step 0 to its maximum over training, provided that max
 reaches PHASE_MIN_PREFIX (a head that never gets there never formed: no phase change).
 Induction heads: heads whose final prefix-matching score is >= INDUCTION_THRESHOLD.
 Nothing here was tuned to agree with the paper; the README says what was chosen and why.
+
+Figures: figures/olsson_training.png, figures/olsson_pca.png, figures/olsson_heads.png and
+figures/olsson_ablation.png (with --quick or --text they go to DIR/figures/; quick names
+end in _quick).
 """
 from __future__ import annotations
 
@@ -59,6 +63,7 @@ PAPER = {
     "1L_smeared": "forms induction heads and a phase change",
     "2L_smeared": "phase change earlier than without the smeared key",
     "ablation": "ablating induction heads removes most of the ICL score; others mostly not",
+    "2L - 1L": "2-layer models reach ~ -0.4, 1-layer ~0: clearly negative",
 }
 
 
@@ -152,6 +157,7 @@ def measure(params, config: ModelConfig, probes: Probes, clamps=()) -> dict:
         "loss": float(np.nanmean(losses)),
         "icl_score": tm.icl_score(losses, band=ICL_BAND),
         "icl_score_sem": tm.icl_score_sem(losses, band=ICL_BAND),
+        "icl_per_window": tm.icl_per_window(losses, band=ICL_BAND),
         "loss_by_position": np.nanmean(losses, axis=0),
         "per_token": tm.per_token_losses(losses, probes.pairs),
         "prefix_matching": tm.prefix_matching_scores(params, config, probes.prefix, probes.n_random),
@@ -215,6 +221,17 @@ def ablation(params, config, probes, prefix_final) -> dict:
     return {"induction_heads": [list(h) for h in induction], "rule": rule,
             "other_head_sets": [[list(h) for h in s] for s in other_sets],
             **scores(probes.windows), "repeated": scores(probes.repeated_windows)}
+
+
+def paired_differences(trajectories) -> dict:
+    """Final ICL score of each model minus 1L's (and 2L's minus the control's), on the same
+    windows: {"2L - 1L": [difference, standard error of the paired difference], ...}."""
+    final = {name: tr["icl_per_window"][-1] for name, tr in trajectories.items()}
+    pairs = [(name, "1L") for name in final if name != "1L"]
+    if CONTROL in final:
+        pairs.append(("2L", CONTROL))
+    return {f"{a} - {b}": [float(np.nanmean(final[a] - final[b])), tm.standard_error(final[a] - final[b])]
+            for a, b in pairs if a in final and b in final}
 
 
 def icl_around(steps, icl, step, lo=200, hi=600) -> tuple[float | None, float | None]:
@@ -295,6 +312,7 @@ def run(ctx) -> dict:
             control = results["models"][CONTROL]
             m["control_icl_score_around_phase_change"] = icl_around(
                 control["steps"], control["icl_score_over_training"], phase)
+    results["paired_icl_differences"] = paired_differences(trajectories)
     pca = loss_pca(trajectories)
     results["pca"] = {"explained_variance": pca["explained_variance"]}
     results["settings"] = {"text": s.text.to_dict(), "fingerprint": task.fingerprint,
@@ -331,6 +349,9 @@ def table(results) -> list[Row]:
             if r.get("control_icl_score_around_phase_change"):
                 note += f" (control, same steps: {_fmt_pair(r['control_icl_score_around_phase_change'])})"
         rows.append(Row(f"{name}: best prefix-matching head (final)", r["max_prefix_matching"], "", note))
+    for pair, (difference, error) in results.get("paired_icl_differences", {}).items():
+        rows.append(Row(f"final ICL score, {pair} (same windows)", difference,
+                        PAPER["2L - 1L"] if pair == "2L - 1L" else "", f"+-{error:.3f} s.e. (paired)"))
     a = results["ablation"]
     heads = f"heads {a['induction_heads']} ({a['rule']})"
     for label, scores in (("plain text", a), ("repeated windows", a["repeated"])):

@@ -54,6 +54,10 @@ def training_figure(path, trajectories, results):
         ax.set_xlabel("training step")
         for row in range(3):
             _mark_phase(axes[row, col], phase)
+    icl_low = min(np.min(tr["icl_score"]) for tr in trajectories.values())
+    icl_high = max(np.max(tr["icl_score"]) for tr in trajectories.values())
+    for col in range(len(names)):           # one ICL scale for every model
+        axes[1, col].set_ylim(icl_low - 0.02, icl_high + 0.02)
     pad = 0.05 * (loss_range[1] - loss_range[0])
     for col in range(len(names)):
         axes[0, col].set_ylim(loss_range[0] - pad, loss_range[1] + 4 * pad)
@@ -75,7 +79,7 @@ def pca_figure(path, pca, trajectories, results):
     for name, tr in trajectories.items():
         points, colour = pca[name], COLOURS.get(name, "k")
         ax.plot(points[:, 0], points[:, 1], color=colour, marker=".", ms=4, lw=1, label=name)
-        ax.annotate(f"step {tr['step'][pca['first']]:,}", points[0], fontsize=7, color=colour)
+        ax.plot(*points[0], marker="o", color=colour, ms=6, mfc="white")
         ax.plot(*points[-1], marker="s", color=colour, ms=6)
         phase = results["models"][name]["phase_change_step"]
         if phase is not None:
@@ -84,8 +88,9 @@ def pca_figure(path, pca, trajectories, results):
     explained = pca["explained_variance"]
     ax.set_xlabel(f"PC 1 ({100 * explained[0]:.0f}% of variance)")
     ax.set_ylabel(f"PC 2 ({100 * explained[1]:.0f}% of variance)")
-    ax.set_title("per-token losses across checkpoints (from the first evaluation on),\n"
-                 "first two principal components (square: end; star: phase change)", fontsize=9)
+    first_step = next(iter(trajectories.values()))["step"][pca["first"]]
+    ax.set_title(f"per-token losses across checkpoints, first two principal components\n"
+                 f"(open circle: step {first_step:,}; star: phase change; square: end)", fontsize=9)
     ax.legend(fontsize=8)
     for name, tr in trajectories.items():
         ax2.plot(np.arange(tr["loss_by_position"].shape[1]), tr["loss_by_position"][-1],
@@ -96,7 +101,9 @@ def pca_figure(path, pca, trajectories, results):
     ax2.set_xlabel("position in the window (0 = first character)")
     ax2.set_ylabel("held-out loss at that position (nats)")
     ax2.set_title("final loss by position (dotted: the ICL score's two positions)", fontsize=9)
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=7, ncol=3, loc="upper right")
+    low, high = ax2.get_ylim()
+    ax2.set_ylim(low, high + 0.25 * (high - low))       # room for the legend above the curves
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
