@@ -131,7 +131,7 @@ params, _ = load_params(checkpoints(run_dir)[-1][1])
 # ## The induction heads of the trained model, and when they formed
 
 # %%
-probes = make_probes(task, 128, seed=5)
+probes = make_probes(task, s.n_eval_windows, seed=5)     # the experiment's probes
 trajectory = over_training(run_dir, config, probes, s.train.seed)
 best = trajectory["prefix_matching"].max(axis=(1, 2))             # [checkpoints]
 phase = phase_change_step(trajectory["step"], best)
@@ -174,15 +174,15 @@ batch = TokenBatch(ids[None, :], np.full((1, len(ids)), -1))
 cache = run_with_cache(params, config, batch)
 pattern = cache["pattern", int(layer)][0, head]                     # [Tq, Tk]
 predicted = cache["logits"][0].argmax(axis=-1)                     # [T]
-second = snippet.index("returncode", 5) + 1                         # + 1 for BOS
+first = snippet.index("returncode") + 1                             # + 1 for BOS
+second = snippet.index("returncode", first) + 1
 print("the line:          ", repr(snippet))
-print("model's next char: ", repr(task.vocab.decode(predicted[second:-1])), "after",
-      repr(snippet[:second]), "...")
-print("right answer:      ", repr(snippet[second:]))
+print(f"after {snippet[:second]!r} the model predicts, character by character:")
+print("  model:", repr(task.vocab.decode(predicted[second:-1])))
+print("  right:", repr(snippet[second:]))
 labels = task.vocab.token_labels(ids)
 fig, ax = plt.subplots(figsize=(7.5, 6.5))
 image = ax.imshow(pattern, cmap="viridis", vmin=0, vmax=1)
-first = snippet.index("returncode") + 1
 queries = np.arange(second, len(ids))                              # the second "returncode"
 ax.scatter(first + (queries - second) + 1, queries, s=60, marker="s", facecolors="none",
            edgecolors="red", lw=0.8, label="induction target: the character after the\nsame "
@@ -232,7 +232,7 @@ if phase is not None:
     ax2.legend(fontsize=8)
 ax2.axhline(0, color="0.6", lw=0.6)
 ax2.set_xlabel("training step")
-ax2.set_ylabel(f"ICL score: loss@{late} - loss@{early} (nats)")
+ax2.set_ylabel(f"ICL score: loss@{late}±2 − loss@{early}±2 (nats)")
 ax2.set_title("ICL score over training (error bars: standard error)", fontsize=9)
 fig.tight_layout()
 fig.savefig(FIGURES / "06_icl_before_after.png", dpi=110)
