@@ -339,7 +339,7 @@ def strength_figure(path, results):
     ax.set_title("A wrong-label head still fits training pairs, not new ones", fontsize=10)
     ax.legend(fontsize=8)
     ax = axes[1]
-    for (key, curve), colour in zip(results["curves"].items(), _head_colours(len(results["curves"]), "coolwarm")):
+    for (key, curve), colour in zip(results["curves"].items(), _head_colours(len(results["curves"]), "viridis")):
         ax.plot(curve["step"], [np.nan if v is None else v for v in curve["relabel"]], color=colour,
                 lw=1.2, label=f"strength {key}")
     ax.set_yscale("log")
