@@ -3,7 +3,7 @@
     task = TextTask(TextConfig())                 # the running interpreter's stdlib
     task = TextTask(TextConfig(source="my/dir"))  # any text file or directory (--text PATH)
     batch = task.sample(rng, 32)                  # model.TokenBatch, tokens/targets [B, T]
-    task.eval_sets()                              # {"heldout": ..., "train": ...} fixed windows
+    task.eval_sets()                              # fixed windows: heldout, train, heldout_repeated
     task.fingerprint                              # files, characters, sha256, vocabulary hash
 
 Corpus. source="stdlib" reads every ``*.py`` file under ``sysconfig``'s stdlib directory
@@ -22,14 +22,19 @@ Vocabulary (characters). Token 0 is BOS (start of text; also put before every fi
 token 1 is UNK; then every character whose count in the *training* files is at least
 max(2, ceil(rare_fraction x training characters)), in code-point order. Rarer characters,
 and characters seen only in held-out files, become UNK (decoded as U+FFFD). With the
-default 1e-5 the stdlib keeps ~97 characters (all of printable ASCII, newline and a few
-typographic quotes).
+default 1e-5 the stdlib of CPython 3.11 keeps 96 characters (printable ASCII and
+newline); e.g. its few hundred typographic quotes become UNK.
 
 Windows. Each split is one token stream: BOS, file 1, BOS, file 2, ... A window is
 n_ctx + 1 consecutive tokens of one stream (tokens = window[:-1], targets =
 window[1:]), so a window never mixes training and held-out text. Starts are uniform
 over the stream; a window may cross a file boundary inside its split (the BOS between
 files marks it).
+
+Repeated windows. With repeat_fraction > 0 that share of the training windows is made
+to repeat its own first r tokens (r uniform in 4 .. (n_ctx + 1) // 2, drawn per window):
+real text in which copying from earlier in the window always pays (repeat_windows). The
+evaluation set "heldout_repeated" holds held-out windows made that way.
 
 Shapes: B windows, T = n_ctx positions, V vocabulary size.
 """
