@@ -14,9 +14,10 @@ Learning objectives. After this lesson you can
 Exercise: `python -m tinyinduction.exercises 06` writes lessons/exercises/06_induction_on_text.py,
 in which you write prefix_matching_score.
 
-Time on a 2-core laptop: about 10 seconds if `python -m tinyinduction reproduce olsson`
-has run (the lesson reads its 2-layer run), otherwise 2-4 minutes to train the same
-2-layer model (4 heads, d_model 64, context 64, 4,000 steps of 16 windows).
+Time on a 2-core laptop: about 15 seconds if `python -m tinyinduction reproduce olsson`
+has run (the lesson reads its 2-layer run), otherwise about 2 minutes to train the same
+2-layer model (4 heads, d_model 64, context 64, 4,000 steps of 16 windows; 107 s here
+while another job used both cores).
 TINYINDUCTION_QUICK=1 trains 300 steps of the quick setting (context 32; ~15 s; too
 short for induction heads: it only shows that every cell runs).
 Prints the corpus fingerprint, the copying-vs-bigram accuracies, the prefix-matching
