@@ -281,7 +281,8 @@ def data_figure(path, results):
                 ax.set_xscale("log")
             ax.axhline(LN2, color="grey", ls=":", lw=0.8)
             ax.set_ylim(0, 1.3)
-            ax.legend(fontsize=7, loc="upper right")
+            # clamped curves start high and fall late on a log axis: the lower left is free
+            ax.legend(fontsize=7, loc="upper right" if condition == "unclamped" else "lower left")
             if row == 0:
                 ax.set_title(titles[condition], fontsize=10)
             if row == len(sweeps) - 1:
