@@ -86,7 +86,8 @@ class RunSummary:
     out_dir: str
     status: str                     # "finished", "interrupted", "failed"
     steps: int                      # last step trained
-    learning_time: int | None       # first evaluation with train loss < 0.4 ln 2 (None: never)
+    learning_time: int | None       # few-shot: first evaluation with train loss < 0.4 ln 2
+                                    # (None: never, or not a few-shot run)
     final: dict = field(default_factory=dict)   # last value of every eval/ and train/ entry
     wall_seconds: float = 0.0
     message: str = ""
@@ -122,8 +123,10 @@ def train_one(spec: RunSpec, out_dir: str, log_every: bool = False) -> RunSummar
         os._exit(1)
     history = result.history
     final = {k: v[-1] for k, v in history.items() if k.startswith(("eval/", "train/")) and v}
+    # Singh et al.'s learning time (loss < 0.4 ln 2) means something only for the few-shot task
+    few_shot = isinstance(spec.task, TaskConfig) and "eval/train/loss" in history
     return RunSummary(spec.name, str(out_dir), "interrupted" if result.interrupted else "finished",
-                      int(history["step"][-1]), learning_time(history), final,
+                      int(history["step"][-1]), learning_time(history) if few_shot else None, final,
                       time.perf_counter() - started)
 
 
@@ -249,6 +252,7 @@ def run_grid(specs, out, jobs: int = 1, scheduler: str | None = None, executor=N
         executor = own_executor = futures.ProcessPoolExecutor(max_workers=min(jobs, len(specs)),
                                                               initializer=_worker_start)
     summaries, started = {}, time.perf_counter()
+    by_name = {spec.name: spec for spec in specs}
 
     def finished(summary: RunSummary):
         summaries[summary.name] = summary
@@ -256,11 +260,13 @@ def run_grid(specs, out, jobs: int = 1, scheduler: str | None = None, executor=N
         done = len(summaries)
         elapsed = time.perf_counter() - started
         eta = elapsed / done * (len(specs) - done)
-        lt = "never" if summary.learning_time is None else f"{summary.learning_time:,}"
+        timing = ""
+        if isinstance(by_name[summary.name].task, TaskConfig):   # few-shot: Singh et al.'s
+            timing = ", learning time " + ("never" if summary.learning_time is None
+                                           else f"{summary.learning_time:,}")
         loss = summary.final.get("eval/train/loss")
-        log(f"[{done}/{len(specs)}] {summary.name}: {summary.status} at step {summary.steps:,}, "
-            f"learning time {lt}" + ("" if loss is None or not math.isfinite(loss) else
-                                     f", final train loss {loss:.3f}")
+        log(f"[{done}/{len(specs)}] {summary.name}: {summary.status} at step {summary.steps:,}"
+            + timing + ("" if loss is None or not math.isfinite(loss) else f", final train loss {loss:.3f}")
             + f" ({_format_seconds(summary.wall_seconds)}; grid ETA {_format_seconds(eta)})")
 
     try:
