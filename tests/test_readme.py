@@ -44,6 +44,10 @@ def _writes(command: str, figure: str) -> bool:
     if lesson:
         return name in (ROOT / lesson.group(1)).read_text()
     stem = name.removesuffix(".png")
+    experiment = re.match(r"python -m tinyinduction reproduce (\w+)", command)
+    if experiment:   # the experiment's module names the figure's stem (ctx.figure_path)
+        module = ROOT / "tinyinduction" / "experiments" / f"{experiment.group(1)}.py"
+        return module.exists() and f'"{stem}' in module.read_text()
     sources = "\n".join(path.read_text() for path in (ROOT / "tinyinduction").rglob("*.py"))
     return name in sources or f'"figures/{stem.split("_")[0]}' in sources
 
