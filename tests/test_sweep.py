@@ -97,9 +97,11 @@ def test_run_specs_and_arguments_are_checked(tmp_path):
         run_grid([tiny(1)], tmp_path / "file")
 
 
-def test_unreachable_scheduler_is_a_one_line_error(tmp_path):
+def test_unreachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
     pytest.importorskip("dask.distributed")
-    with pytest.raises(ValueError, match="no Dask scheduler answered"):
+    import tinyinduction.sweep
+    monkeypatch.setattr(tinyinduction.sweep, "SCHEDULER_TIMEOUT_S", 2)   # 10 s by default
+    with pytest.raises(ValueError, match="no Dask scheduler answered within 2 s"):
         run_grid([tiny(1)], tmp_path, scheduler="tcp://127.0.0.1:9")
 
 

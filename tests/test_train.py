@@ -111,6 +111,7 @@ def test_ctrl_c_stops_between_steps_and_saves(tmp_path):
     assert ckpt["history"]["step"][-1] == 20
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_non_finite_loss_stops_with_the_step_named(tmp_path):
     model, task, train_config = _short(steps=50)
     poison = Clamp("hook_logits", np.inf, np.s_[:, -1, :])   # inf - inf = NaN in the loss
