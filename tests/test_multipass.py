@@ -234,3 +234,17 @@ def test_train_command_records_clamps_and_refuses_others(tmp_path, capsys):
     assert "choices: A, match, copy" in capsys.readouterr().err
     assert main(argv[:-1] + [str(tmp_path / "other"), "--only-head", "1:9"]) == 2
     assert "allowed 0..1" in capsys.readouterr().err
+
+
+def test_previous_token_clamp_on_label_rows_only():
+    setup = fewshot_setup(6)
+    spec = {"kind": "prev_token", "layer": 0, "head": 1, "p": 0.8, "label_rows_only": True}
+    clean = run_with_cache(setup.params, setup.config, setup.batch)["pattern", 0]
+    pattern = run_with_cache(setup.params, setup.config, setup.batch,
+                             build_clamps([spec], setup.config))["pattern", 0]
+    for row in (1, 3):                                     # l1 and l2: 0.8 on the exemplar
+        expected = np.zeros(5)
+        expected[row - 1], expected[row] = 0.8, 0.2
+        np.testing.assert_array_equal(pattern[:, 1, row], np.broadcast_to(expected, (len(pattern), 5)))
+    np.testing.assert_array_equal(pattern[:, 1, [0, 2, 4]], clean[:, 1, [0, 2, 4]])   # untouched
+    np.testing.assert_array_equal(pattern[:, [0, 2]], clean[:, [0, 2]])
