@@ -244,7 +244,7 @@ def test_previous_token_clamp_on_label_rows_only():
                              build_clamps([spec], setup.config))["pattern", 0]
     for row in (1, 3):                                     # l1 and l2: 0.8 on the exemplar
         expected = np.zeros(5)
-        expected[row - 1], expected[row] = 0.8, 0.2
+        expected[row - 1], expected[row] = 0.8, 1 - 0.8
         np.testing.assert_array_equal(pattern[:, 1, row], np.broadcast_to(expected, (len(pattern), 5)))
     np.testing.assert_array_equal(pattern[:, 1, [0, 2, 4]], clean[:, 1, [0, 2, 4]])   # untouched
     np.testing.assert_array_equal(pattern[:, [0, 2]], clean[:, [0, 2]])
