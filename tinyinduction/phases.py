@@ -12,7 +12,8 @@ Definitions (all x values are in the units of ``x``):
   points lie (within +-band of the curve's full range) among the points before the
   curve first comes within 10 % of its range of the final level. A flat stretch
   collects many points, so it wins; the fast initial fall of a network (ln 5 -> ln 2)
-  collects few.
+  collects few. It needs the plateau to hold at least as many points as the drop: a
+  short plateau before a slow drop is read a little low.
 - ``drop = plateau_level - final_level`` (with an explicit threshold:
   ``plateau_level - min(final_level, threshold)``, so a curve that never falls
   still gets a band); the plateau band is
@@ -42,11 +43,12 @@ first sample at or past the level (the paper's "first evaluation" convention).
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
+
+from .checks import check_integer, check_number, float_array, is_real_number, short_repr
 
 # Singh et al. (2024): learning time = first evaluation where train loss < 0.4 ln 2.
 PAPER_THRESHOLD_FRACTION = 0.4
@@ -114,47 +116,19 @@ def validate_curve(x, y, x_name: str = "x", y_name: str = "loss") -> tuple[np.nd
     return x_arr, y_arr
 
 
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+_short = short_repr
 
 
 def _float_array(name: str, value) -> np.ndarray:
     """value as float64; TypeError naming `name` when it is not a sequence of numbers."""
-    allowed = "a 1-D sequence of numbers"
-    if value is None or isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be {allowed}, got {_short(value)}")
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError):     # e.g. ragged nested lists
-        raise TypeError(f"{name} must be {allowed}, got {_short(value)}") from None
-    if array.dtype.kind not in "iuf":   # booleans, strings, complex numbers, objects
-        raise TypeError(f"{name} must be {allowed}, got {_short(value)}")
-    return array.astype(np.float64)
-
-
-def _is_real(value) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    return isinstance(value, numbers.Real) or (
-        isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf")
+    return float_array(name, value, "a 1-D sequence of numbers")
 
 
 def _check_threshold(name: str, value) -> float:
-    if not _is_real(value):
-        raise TypeError(f"{name} must be a finite number, got {_short(value)}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    return value
+    return check_number(name, value)
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {_short(value)}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
+_check_int = check_integer
 
 
 def _check_bool(name: str, value) -> bool:
@@ -292,7 +266,7 @@ def _float_or_none(value) -> Optional[float]:
 
 
 def _check_band(band) -> float:
-    if not _is_real(band):
+    if not is_real_number(band):
         raise TypeError(f"band must be a number in (0, 0.5), got {_short(band)}")
     band = float(band)
     if not (0.0 < band < 0.5):

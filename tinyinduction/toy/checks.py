@@ -3,34 +3,15 @@ is allowed (TypeError for the wrong kind of value, ValueError for a value out of
 """
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Optional, Sequence
 
 import numpy as np
 
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+from ..checks import check_number, float_array, is_real_number, short_repr  # noqa: F401 (re-exported)
 
 
-def is_real_number(value) -> bool:
-    """A real scalar (Python or NumPy int/float, or a 0-d numeric array); not a bool or str."""
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    if isinstance(value, numbers.Real):
-        return True
-    return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf"
-
-
-def check_number(name: str, value, allowed: str = "a finite number") -> float:
-    if not is_real_number(value):
-        raise TypeError(f"{name} must be {allowed}, got {_short(value)}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be {allowed}, got {_short(value)}")
-    return number
+_short = short_repr
 
 
 def check_positive(name: str, value) -> float:
@@ -86,19 +67,6 @@ def check_balanced(depth, s, w0, tau, allowed=(1, 2, 3)) -> tuple[int, float, fl
     tau = check_positive("tau", tau)
     w0 = check_w0(w0, s, depth)
     return depth, s, w0, tau
-
-
-def float_array(name: str, value, allowed: str) -> np.ndarray:
-    """value as a float64 array; TypeError naming `name` if it holds no numbers."""
-    if value is None or isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be {allowed}, got {_short(value)}")
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError):     # e.g. ragged nested lists
-        raise TypeError(f"{name} must be {allowed}, got {_short(value)}") from None
-    if array.dtype.kind not in "iuf":   # booleans, strings, complex numbers, objects
-        raise TypeError(f"{name} must be {allowed}, got {_short(value)}")
-    return array.astype(np.float64)
 
 
 def check_times(t) -> np.ndarray:
