@@ -30,6 +30,21 @@ def _mark_phase(ax, phase):
         ax.axvline(phase.transition_time, color="tab:purple", ls="--", lw=1)
 
 
+def _head_scores(ax, steps, scores, role_heads, layer, role, cmap, ylabel):
+    """One line per head of `layer` ([checkpoints, H] scores), its role's heads bold."""
+    scores = np.asarray(scores)
+    chosen = {h for _, h in role_heads}
+    for h, colour in enumerate(_head_colours(scores.shape[1], cmap)):
+        strong = h in chosen
+        ax.plot(steps, scores[:, h], color=colour, lw=2.2 if strong else 1.0, ls="-" if strong else "--",
+                label=f"L{layer}H{h}" + (f" ({role})" if strong else ""))
+    ax.axhline(0, color="grey", lw=0.8, ls=":")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-1, 1)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=f"layer {layer}",
+              title_fontsize=8)
+
+
 def heads_over_training(path, history, trajectory, roles, phase):
     """Loss (top), induction strength of layer-1 heads, previous-token score of layer-0 heads."""
     fig = Figure(figsize=(9, 8.5))
@@ -44,30 +59,12 @@ def heads_over_training(path, history, trajectory, roles, phase):
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Heads over training: the circuit forms during the drop", fontsize=11)
 
-    strength = np.asarray(trajectory["induction_strength"])             # [checkpoints, H]
-    induction = {h for _, h in roles.induction_heads}
-    for h, colour in enumerate(_head_colours(strength.shape[1], "winter")):
-        strong = h in induction
-        axes[1].plot(steps, strength[:, h], color=colour, lw=2.2 if strong else 1.0,
-                     ls="-" if strong else "--", label=f"L1H{h}" + (" (induction)" if strong else ""))
-    axes[1].axhline(0, color="grey", lw=0.8, ls=":")
-    axes[1].set_ylabel("induction strength\nA(q->correct label) - A(q->other)")
-    axes[1].set_ylim(-1, 1)
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="layer 1",
-                   title_fontsize=8)
-    _mark_phase(axes[1], phase)
-
-    prev = np.asarray(trajectory["previous_token_score"])
-    prev_heads = {h for _, h in roles.previous_token_heads}
-    for h, colour in enumerate(_head_colours(prev.shape[1], "autumn_r")):
-        strong = h in prev_heads
-        axes[2].plot(steps, prev[:, h], color=colour, lw=2.2 if strong else 1.0,
-                     ls="-" if strong else "--", label=f"L0H{h}" + (" (prev-token)" if strong else ""))
-    axes[2].axhline(0, color="grey", lw=0.8, ls=":")
-    axes[2].set_ylabel("previous-token score\nA(label->its exemplar) - mean other")
-    axes[2].set_ylim(-1, 1)
-    axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="layer 0",
-                   title_fontsize=8)
+    _head_scores(axes[1], steps, trajectory["induction_strength"], roles.induction_heads, 1,
+                 "induction", "winter", "induction strength\nA(q->correct label) - A(q->other)")
+    _head_scores(axes[2], steps, trajectory["previous_token_score"], roles.previous_token_heads, 0,
+                 "prev-token", "autumn_r", "previous-token score\nA(label->its exemplar) - mean other")
+    for ax in axes[1:]:
+        _mark_phase(ax, phase)
     axes[2].set_xlabel("training step (batch of 32 sequences)")
     _mark_phase(axes[2], phase)
     axes[2].text(1.0, -0.32, "dashed purple: first evaluation with loss < 0.4 ln 2; dotted: "
