@@ -181,10 +181,7 @@ def check_output_file(path, what="path", suffixes=None) -> Path:
 
 def describe_clamps(clamps) -> list:
     """JSON-able description of the clamps (clamps are otherwise opaque here)."""
-    try:
-        from .clamp import describe_clamps as describe
-    except ImportError:        # older clamp.py: one string per clamp
-        return [str(clamp) for clamp in clamps]
+    from .clamp import describe_clamps as describe
     return to_jsonable(describe(clamps))
 
 

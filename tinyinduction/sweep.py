@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ModelConfig, TaskConfig, TrainConfig
+from .runs import write_atomic
 
 SCHEDULER_TIMEOUT_S = 10
 _ORPHANED = threading.Event()   # set in a worker whose parent process died
@@ -162,9 +163,8 @@ def claim_grid(out: Path, grid_name: str, specs) -> None:
 
 
 def _write_text(path: Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    data = text.encode()
+    write_atomic(path, lambda handle: handle.write(data))
 
 
 def write_summary(out: Path, summaries: dict) -> None:

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from .. import __version__
+from ..runs import to_jsonable, write_atomic, write_json
 from ..sweep import run_grid
 from . import EXPERIMENTS
 
@@ -87,21 +86,7 @@ def load(name: str):
         raise
 
 
-def to_json(value):
-    """Plain JSON values: NumPy scalars/arrays to Python, NaN/inf to None, tuples to lists."""
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_json(value.tolist())
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+to_json = to_jsonable   # NaN/inf -> None, NumPy -> Python, tuples -> lists (runs.py)
 
 
 def format_value(value) -> str:
@@ -130,10 +115,9 @@ def format_table(rows, markdown=False) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+def _write_text(path: Path, text: str):
+    data = text.encode()
+    write_atomic(path, lambda handle: handle.write(data))
 
 
 def run_experiment(name: str, seed: int = PAPER_SEED, out=None, jobs: int = 1, quick: bool = False,
@@ -165,9 +149,9 @@ def run_experiment(name: str, seed: int = PAPER_SEED, out=None, jobs: int = 1, q
     results = to_json({**results, "meta": {"experiment": name, "quick": quick, "seed": seed,
                                            "wall_seconds": round(wall, 1), "version": __version__,
                                            "figures": ctx.figure_files}})
-    _write_atomic(out / "results.json", json.dumps(results, indent=1, allow_nan=False))
+    write_json(out / "results.json", results, indent=1)
     rows = module.table(results)
-    _write_atomic(out / "table.md", format_table(rows, markdown=True) + "\n")
+    _write_text(out / "table.md", format_table(rows, markdown=True) + "\n")
     log("")
     if quick:
         log("quick setting: a smaller network and shorter runs than the paper's; the paper's "

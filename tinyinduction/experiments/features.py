@@ -34,7 +34,7 @@ from ..config import ModelConfig
 from ..model import init_params
 from ..phases import PAPER_THRESHOLD, describe_history
 from ..sweep import RunSpec
-from ..tasks.features import builtin_features, class_geometry, feature_statistics
+from ..tasks.features import class_geometry, feature_statistics
 from .base import Row
 from .setups import setting, task_of
 

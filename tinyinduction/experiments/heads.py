@@ -18,18 +18,18 @@ subcircuit clamps applied only at evaluation (post-hoc, finding 7).
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
-from ..heads import identify_heads, induction_strength_on_train_set
+from ..heads import identify_heads
 from ..interventions import (direct_path_ablation, pattern_preserving_ablation,
                              value_preserving_ablation)
 from ..measures import (composition_scores, direct_logit_attribution, induction_strength,
                         previous_token_head_score)
-from ..model import run_with_cache
+from ..model import loss_from_cache, run_with_cache
 from ..phases import describe_history
+from ..runs import checkpoint_paths
 from ..subcircuits import ablate_heads, build_clamps, only_head
 from ..sweep import RunSpec
 from ..train import evaluate, load_params
@@ -58,12 +58,7 @@ POSTHOC = {   # subcircuit clamps applied only at evaluation, on the trained hea
 
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of every checkpoint of a run, in step order."""
-    found = []
-    for path in (Path(run_dir) / "checkpoints").glob("step_*.npz"):
-        match = re.fullmatch(r"step_(\d+)\.npz", path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+    return sorted(checkpoint_paths(run_dir))
 
 
 def redundancy(params, config, batch) -> dict:
@@ -123,7 +118,7 @@ def over_training(run_dir, config, task, induction_head, previous_token_head) ->
         params, _ = load_params(path)
         cache = run_with_cache(params, config, batch)
         rows["step"].append(step)
-        rows["loss"].append(evaluate(params, config, batch)[0])
+        rows["loss"].append(loss_from_cache(config, batch, cache)[0])
         rows["induction_strength"].append(induction_strength(cache, batch, 1).tolist())
         rows["previous_token_score"].append(previous_token_head_score(cache, 0).tolist())
         rows["query_rows"].append(cache["pattern", 1][first][:, :, -1, :].mean(axis=0).tolist())
