@@ -108,7 +108,7 @@ class ScoresToLabelLogits:
     head: int
     n_outputs: int
 
-    def _where(self, batch, n_positions):
+    def _where(self, batch):
         labels = np.asarray(batch.labels)                              # [B, C]
         rows = np.arange(labels.shape[0])[:, None]                     # [B, 1]
         label_keys = 2 * np.arange(labels.shape[1]) + 1                # [C]
@@ -116,14 +116,14 @@ class ScoresToLabelLogits:
 
     def forward(self, scores, batch):
         n_batch, _, n_positions, _ = scores.shape
-        rows, labels, label_keys = self._where(batch, n_positions)
+        rows, labels, label_keys = self._where(batch)
         value = np.full((n_batch, n_positions, self.n_outputs), MASKED_LOGIT, dtype=scores.dtype)
         value[rows, -1, labels] = scores[:, self.head, -1, label_keys]   # [B, C]
         return value
 
     def backward(self, d_value, batch, source_shape):
         d_scores = np.zeros(source_shape, dtype=d_value.dtype)
-        rows, labels, label_keys = self._where(batch, source_shape[2])
+        rows, labels, label_keys = self._where(batch)
         d_value = np.broadcast_to(d_value, (source_shape[0], source_shape[2], self.n_outputs))
         d_scores[:, self.head, -1, label_keys] = d_value[rows, -1, labels]
         return d_scores
