@@ -91,7 +91,9 @@ def test_sigterm_during_training_saves_and_exits_143(tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(train_module, "evaluate_all", evaluate_all)
     out = tmp_path / "run"
-    assert main(["train", *SMALL, "--steps", "40", "--eval-every", "10", "--out", str(out)]) == 143
+    # --eval-here: the evaluations (and the signal above) in this process
+    assert main(["train", *SMALL, "--steps", "40", "--eval-every", "10", "--out", str(out),
+                 "--eval-here"]) == 143
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "interrupted" and record["step"] == 10
     assert json.loads((out / "history.json").read_text())["step"] == [0, 10]
@@ -138,7 +140,7 @@ def test_a_ctrl_c_demo_still_summarises_and_continues_next_time(tmp_path, monkey
 
     monkeypatch.setattr(train_module, "evaluate_all", evaluate_all)
     argv = ["demo", *SMALL, "--steps", "20", "--eval-every", "5", "--out", str(tmp_path / "run"),
-            "--figure", str(tmp_path / "demo.png")]
+            "--figure", str(tmp_path / "demo.png"), "--eval-here"]   # the signal above, here
     assert main(argv) == 130
     out = capsys.readouterr().out
     assert "interrupted at step 5" in out and "final training loss" in out

@@ -7,6 +7,7 @@ import signal
 import numpy as np
 import pytest
 
+from tinyinduction import evaluation as evaluation_module
 from tinyinduction import train as train_module
 from tinyinduction.checkpoint import load_checkpoint, load_params
 from tinyinduction.clamp import Clamp, previous_token_target
@@ -65,7 +66,7 @@ def test_sigterm_stops_between_steps_saves_and_resumes_exactly(tmp_path):
 
 def test_a_second_ctrl_c_during_an_evaluation_stops_at_once(tmp_path, monkeypatch):
     model, task, train_config = _short(steps=60)
-    real_evaluate = train_module.evaluate
+    real_evaluate = evaluation_module.evaluate
     evaluated = []
 
     def evaluate(params, config, batch, clamps=()):
@@ -76,13 +77,13 @@ def test_a_second_ctrl_c_during_an_evaluation_stops_at_once(tmp_path, monkeypatc
             pytest.fail("the second Ctrl-C did not stop the evaluation")
         return real_evaluate(params, config, batch, clamps)
 
-    monkeypatch.setattr(train_module, "evaluate", evaluate)
+    monkeypatch.setattr(evaluation_module, "evaluate", evaluate)
     result = train(model, task, train_config, out_dir=tmp_path, log=quiet)
     assert result.interrupted and result.stopped_by == "SIGINT" and result.step == 40
     assert len(evaluated) == 10                               # nothing after the second Ctrl-C
     assert load_history(tmp_path / "history.json")["step"] == [0, 20]
     assert int(load_checkpoint(tmp_path / "checkpoints" / "step_40.npz")["step"]) == 40
-    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    monkeypatch.setattr(evaluation_module, "evaluate", real_evaluate)
     resumed = train(model, task, train_config, out_dir=tmp_path, resume="auto", log=quiet)
     full = train(model, task, train_config, log=quiet)
     assert without_wall_time(resumed.history) == without_wall_time(full.history)
@@ -200,6 +201,26 @@ def test_divergence_never_checkpoints_non_finite_parameters(tmp_path, lr, caught
         assert f"the last checkpoint with finite parameters is {latest}" in message
     else:
         assert "no checkpoint with finite parameters" in message
+
+
+def test_a_non_finite_gradient_under_a_finite_loss_is_caught_and_named(tmp_path, monkeypatch):
+    model, task, train_config = _short(steps=30, checkpoint_every=2)
+    real = train_module.training_loss_and_grads
+    calls = []
+
+    def nan_gradient_at_step_3(*args, **kwargs):
+        calls.append(1)
+        loss, acc, grads = real(*args, **kwargs)
+        if len(calls) == 3:
+            grads = dict(grads)
+            grads["blocks.0.attn.W_Q"] = np.full_like(grads["blocks.0.attn.W_Q"], np.nan)
+        return loss, acc, grads
+    monkeypatch.setattr(train_module, "training_loss_and_grads", nan_gradient_at_step_3)
+    with pytest.raises(TrainingDiverged, match=r"parameters became non-finite at step 3 "
+                                               r"\(a gradient was not finite\)") as diverged:
+        train(model, task, train_config, out_dir=tmp_path, log=quiet)
+    assert sorted(p.name for p in tmp_path.glob("checkpoints/*.npz")) == ["step_2.npz"]
+    assert "step_2.npz" in str(diverged.value)
 
 
 def test_infinite_settings_are_refused_before_any_work():

@@ -32,15 +32,28 @@ REQUIRED = ("adam.m", "adam.v", "adam.t", "accumulator", "data_rng", "history", 
 def save_checkpoint(path, params, optimizer, data_rng, history, accum, configs, identity=None,
                     step=None):
     """Write a checkpoint atomically (parameters must be finite: checked by the caller)."""
-    arrays = {f"param/{name}": value for name, value in params.items()}
-    arrays.update(optimizer.state())
-    arrays["accumulator"] = np.asarray(accum, dtype=np.float64)
-    arrays["data_rng"] = np.array(json.dumps(data_rng.bit_generator.state))
+    write_checkpoint(path, checkpoint_state(params, optimizer, data_rng, accum), history,
+                     configs, identity, optimizer.t if step is None else step)
+
+
+def checkpoint_state(params, optimizer, data_rng, accum) -> dict:
+    """The training state of a checkpoint, copied: training may go on while it waits to
+    be written (train() holds it until the history row of its step is in)."""
+    state = {f"param/{name}": np.array(value) for name, value in params.items()}
+    state.update({key: np.array(value) for key, value in optimizer.state().items()})
+    state["accumulator"] = np.array(accum, dtype=np.float64)
+    state["data_rng"] = np.array(json.dumps(data_rng.bit_generator.state))
+    return state
+
+
+def write_checkpoint(path, state: dict, history, configs, identity, step):
+    """Write checkpoint_state(...) with the history, configs, identity and step, atomically."""
+    arrays = dict(state)
     arrays["history"] = np.array(strict_json(history))
     arrays["configs"] = np.array(strict_json(configs))
     if identity is not None:
         arrays["identity"] = np.array(strict_json(identity))
-    arrays["step"] = np.array(optimizer.t if step is None else step)
+    arrays["step"] = np.array(step)
     write_atomic(Path(path), lambda handle: np.savez(handle, **arrays))
 
 
@@ -181,4 +194,4 @@ def validate_checkpoint(ckpt: dict, model_config: ModelConfig) -> int:
     return step
 
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_params", "validate_checkpoint"]
+__all__ = ["save_checkpoint", "checkpoint_state", "write_checkpoint", "load_checkpoint", "load_params", "validate_checkpoint"]

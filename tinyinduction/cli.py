@@ -99,6 +99,9 @@ def _add_run_options(parser, default_seed=None):
     parser.add_argument("--overwrite", action="store_true",
                         help="move a run already in the output directory aside (to <dir>.old) "
                              "and start again; nothing is deleted")
+    parser.add_argument("--eval-here", action="store_true",
+                        help="evaluate in the training process (default: in a second process, "
+                             "overlapping training, when a second CPU is there)")
 
 
 def _clamps_from_options(args, model):
@@ -126,7 +129,8 @@ def cmd_train(args) -> int:
         resume = Path(resume)
     clamps = _clamps_from_options(args, model)
     result = train(model, task_config, train_config, out_dir=out, resume=resume, task=task,
-                   overwrite=args.overwrite, clamps=clamps)
+                   overwrite=args.overwrite, clamps=clamps,
+                   evaluate_in_background=not args.eval_here)
     if not result.interrupted:
         print(f"done in {time.perf_counter() - started:.1f} s; history in {out / 'history.json'}")
     return interrupted_exit_code(result)
@@ -140,7 +144,7 @@ def cmd_demo(args) -> int:
                                "--figure", FIGURE_TYPES)
     model, task_config, train_config, task = _train_configs(args)
     result = run_demo(model, task_config, train_config, out, figure, args.preset, task=task,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, evaluate_in_background=not args.eval_here)
     return interrupted_exit_code(result)
 
 

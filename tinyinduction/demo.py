@@ -51,10 +51,12 @@ def features_description(features: str) -> str:
 
 
 def run_demo(model_config, task_config, train_config, out_dir: Path, figure: Path,
-             preset_name: str = "paper", task=None, overwrite=False, log=print):
+             preset_name: str = "paper", task=None, overwrite=False, log=print,
+             evaluate_in_background=False):
     """Train (or reuse a finished run in out_dir, or continue an interrupted one), print a
     summary (next to the paper's numbers for the paper preset), draw. Returns the
-    TrainResult; an interrupted run is summarised and drawn as far as it got."""
+    TrainResult; an interrupted run is summarised and drawn as far as it got.
+    evaluate_in_background: see train() (the command line turns it on)."""
     paper = preset_name == "paper"
     features = features_description(task_config.features if task_config is not None else "builtin")
     log(f"tinyinduction demo: {model_config.n_layers} layers x {model_config.n_heads} heads, "
@@ -62,7 +64,8 @@ def run_demo(model_config, task_config, train_config, out_dir: Path, figure: Pat
         f"(seed {train_config.seed}), {features}; run directory {out_dir}")
     task = task or FewShotTask(task_config)
     result = train(model_config, task_config, train_config, out_dir=out_dir, task=task,
-                   resume=None if overwrite else "auto", overwrite=overwrite, log=log)
+                   resume=None if overwrite else "auto", overwrite=overwrite, log=log,
+                   evaluate_in_background=evaluate_in_background)
     history = result.history
     wall = history["wall_time"][-1] if history.get("wall_time") else 0.0
     summary = summarise(history, wall)

@@ -15,6 +15,11 @@ raised again. Divergence (a non-finite training loss, gradient, parameter or eva
 loss) stops the run without saving anything non-finite, and names the last checkpoint
 whose parameters are finite.
 
+Evaluation in a second process (evaluate_in_background=True; the command line's
+default): the row of step s is computed by a forked child while training goes on, and
+appended (with the checkpoint of step s, if one is due) when it comes back; the files
+are the same as evaluating here.
+
 Tasks: anything with .sample(rng, batch_size) -> batch, .eval_sets() -> {name: batch},
 and a data fingerprint (.fingerprint, or a .features array; see runs.data_fingerprint).
 Batches are few-shot batches (.exemplars, .labels, .target) or model.TokenBatch(tokens
@@ -24,25 +29,27 @@ Batches are few-shot batches (.exemplars, .labels, .target) or model.TokenBatch(
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from .checkpoint import load_checkpoint, load_params, save_checkpoint  # noqa: F401 (re-exported)
-from .clamp import clamps_for_rows
+from .checkpoint import (checkpoint_state, load_checkpoint, load_params,  # noqa: F401 (re-exported)
+                         save_checkpoint, write_checkpoint)
 from .config import ModelConfig, TaskConfig, TrainConfig, require_config
-from .model import TokenBatch, init_params, loss_and_accuracy, training_loss_and_grads
+from .evaluation import (EVAL_CHUNK, BackgroundEvaluationFailed,  # noqa: F401 (re-exported)
+                         BackgroundEvaluator, background_evaluation_unavailable, batch_size_of,
+                         evaluate, evaluate_all, loss_weight)
+from .model import init_params, training_loss_and_grads
 from .optim import Adam, flatten_grads, flatten_params
 from .runs import (CONFIG_FILE, HISTORY_FILE, check_output_dir, checkpoint_path, checkpoint_paths,
                    make_identity, move_aside, plan_start, remove_temporaries, write_json, write_run)
 from .tasks.fewshot import FewShotTask
-
-EVAL_CHUNK = 1000   # sequences per forward pass during evaluation
-
 
 class TrainingDiverged(RuntimeError):
     """A loss, gradient or parameter became NaN or infinite."""
@@ -59,55 +66,6 @@ class TrainResult:
     stopped_by: str | None = None
     status: str = "finished"
     step: int = 0
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-def batch_size_of(batch) -> int:
-    """B, the number of sequences of a few-shot batch or a TokenBatch."""
-    if isinstance(batch, TokenBatch) or hasattr(batch, "tokens"):
-        return int(np.shape(batch.tokens)[0])
-    if hasattr(batch, "exemplars"):
-        return int(np.shape(batch.exemplars)[0])
-    raise TypeError(f"batch of type {type(batch).__name__}: expected a few-shot batch "
-                    "(.exemplars, .labels, .target) or a TokenBatch(tokens, targets)")
-
-
-def _loss_weight(batch) -> int:
-    """How many loss terms a batch has: one per sequence (few-shot) or per target >= 0."""
-    if isinstance(batch, TokenBatch) or hasattr(batch, "targets"):
-        return int((np.asarray(batch.targets) >= 0).sum())
-    return batch_size_of(batch)
-
-
-def evaluate(params, model_config: ModelConfig, batch, clamps=()) -> tuple[float, float]:
-    """(loss, accuracy) of params on a whole evaluation batch, in chunks of EVAL_CHUNK
-    sequences, averaged over loss terms; (nan, nan) for a batch without any."""
-    n = batch_size_of(batch)
-    losses, accs, weights = [], [], []
-    for start in range(0, n, EVAL_CHUNK):
-        chunk = type(batch)(*[np.asarray(field)[start:start + EVAL_CHUNK] for field in batch])
-        weight = _loss_weight(chunk)
-        if weight == 0:
-            continue
-        # per-sequence clamp values (a graft from the whole set) are cut to the chunk
-        chunk_clamps = clamps if n <= EVAL_CHUNK else clamps_for_rows(
-            clamps, start, min(start + EVAL_CHUNK, n), n)
-        # without clamps a lean pass: no cache kept, the last block only where the loss reads
-        loss, acc = loss_and_accuracy(params, model_config, chunk, chunk_clamps)
-        losses.append(loss), accs.append(acc), weights.append(weight)
-    if not weights:
-        return float("nan"), float("nan")
-    return float(np.average(losses, weights=weights)), float(np.average(accs, weights=weights))
-
-
-def evaluate_all(params, model_config, eval_sets: dict, clamps=()) -> dict:
-    """{"eval/<set>/loss": ..., "eval/<set>/acc": ...} for every evaluation set."""
-    out = {}
-    for name, batch in eval_sets.items():
-        out[f"eval/{name}/loss"], out[f"eval/{name}/acc"] = evaluate(params, model_config, batch, clamps)
-    return out
 
 
 # ---------------------------------------------------------------- model and task
@@ -209,6 +167,30 @@ def _format_eta(seconds):
 # ---------------------------------------------------------------- the loop
 
 
+class _Row(NamedTuple):
+    """A history row before its evaluations: train = (loss, acc) averaged since the last
+    row, or None at step 0."""
+    step: int
+    train: tuple | None
+    wall: float
+
+
+class _Pending(NamedTuple):
+    """A row whose evaluation runs in the background, and what waits for it."""
+    row: _Row
+    flat: np.ndarray                # [P] the parameters it is evaluated on
+    checkpoint: dict | None = None  # checkpoint_state of row.step, to write after the row
+    log: bool = False               # print the progress line of row.step after the row
+
+
+def _unflatten(flat, like: dict):
+    """Views of flat [P] shaped as the arrays of `like`, in its order."""
+    offset = 0
+    for value in like.values():
+        yield flat[offset:offset + value.size].reshape(value.shape)
+        offset += value.size
+
+
 class _Run:
     """The state of one training run and the files it keeps up to date."""
 
@@ -224,6 +206,9 @@ class _Run:
         self.history, self.accum, self.step = {}, np.zeros(3), 0   # accum: loss, acc, count
         self.saved_step = None          # step of the last checkpoint written in out_dir
         self.eval_sets = None
+        self.evaluator = None           # a BackgroundEvaluator, or None: evaluate here
+        self.pending = None             # the _Pending row it is computing
+        self.start_step, self.started = 0, time.perf_counter()   # for the progress rate
 
     def load(self, ckpt, step):
         for name in self.names:
@@ -238,38 +223,87 @@ class _Run:
         return step % self.tc.eval_every == 0 or step == self.tc.steps
 
     def record(self, wall, stop):
-        """Evaluate at self.step and append one history row (all or nothing)."""
+        """Evaluate at self.step and append one history row (all or nothing). With a
+        background evaluator the row is appended later, by finish_pending."""
+        self.finish_pending()                       # one evaluation in flight at a time
+        train = tuple(self.accum[:2] / self.accum[2]) if self.accum[2] > 0 else None
+        row = _Row(self.step, train, wall)
+        if self.evaluator is not None:
+            snapshot = self.flat.copy()             # [P] training changes self.flat meanwhile
+            try:
+                self.evaluator.submit(snapshot)
+            except BackgroundEvaluationFailed as error:
+                self.stop_background(error)
+            else:
+                self.pending, self.accum[:] = _Pending(row, snapshot), 0
+                return
         with stop.interruptible():
             evals = evaluate_all(self.params, self.model_config, self.eval_sets, self.clamps)
+        self.append_row(row, evals)
+        self.accum[:] = 0
+
+    def append_row(self, row, evals):
         for name, batch in self.eval_sets.items():
             loss = evals[f"eval/{name}/loss"]
-            if not np.isfinite(loss) and _loss_weight(batch) > 0:
-                raise TrainingDiverged(f"the evaluation loss on {name!r} became {loss} at step {self.step}")
-        row = {"step": self.step, "sequences": self.step * self.tc.batch_size, **evals}
-        if self.accum[2] > 0:
-            row["train/loss"], row["train/acc"] = self.accum[0] / self.accum[2], self.accum[1] / self.accum[2]
+            if not np.isfinite(loss) and loss_weight(batch) > 0:
+                raise TrainingDiverged(f"the evaluation loss on {name!r} became {loss} at step {row.step}")
+        values = {"step": row.step, "sequences": row.step * self.tc.batch_size, **evals}
+        if row.train is not None:
+            values["train/loss"], values["train/acc"] = row.train
         else:   # step 0: nothing trained yet, report the fixed training set
-            row["train/loss"] = evals.get("eval/train/loss", float("nan"))
-            row["train/acc"] = evals.get("eval/train/acc", float("nan"))
-        row["wall_time"] = wall
-        for key, value in row.items():
+            values["train/loss"] = evals.get("eval/train/loss", float("nan"))
+            values["train/acc"] = evals.get("eval/train/acc", float("nan"))
+        values["wall_time"] = row.wall
+        for key, value in values.items():
             self.history.setdefault(key, []).append(value)
-        self.accum[:] = 0
         self.write_history()
+
+    def finish_pending(self, wait=True):
+        """Append the row a background evaluation was computing (waiting for it unless
+        wait=False), then write the checkpoint and progress line that waited for it."""
+        pending = self.pending
+        if pending is None or not (wait or self.evaluator.ready()):
+            return
+        self.pending = None
+        try:
+            evals = self.evaluator.result()
+        except BackgroundEvaluationFailed as error:
+            self.stop_background(error)
+            params_at_row = dict(zip(self.names, _unflatten(pending.flat, self.params)))
+            evals = evaluate_all(params_at_row, self.model_config, self.eval_sets, self.clamps)
+        self.append_row(pending.row, evals)
+        if pending.checkpoint is not None:
+            self.write_checkpoint(pending.row.step, pending.checkpoint)
+        if pending.log:
+            self.progress(pending.row.step)
+
+    def stop_background(self, error):
+        self.log(f"evaluating in this process from now on: the evaluation process failed ({error})")
+        self.evaluator.close()
+        self.evaluator = None
 
     def write_history(self):
         if self.out_dir is not None:
             write_json(self.out_dir / HISTORY_FILE, self.history)
 
     def save(self):
-        """A checkpoint at self.step (never of non-finite parameters)."""
+        """A checkpoint at self.step (never of non-finite parameters). If the row of this
+        step is still being evaluated, the checkpoint is written when it comes in."""
         if self.out_dir is None or self.saved_step == self.step:
             return
         if not np.isfinite(self.flat).all():
             raise TrainingDiverged(f"the parameters are not finite at step {self.step}")
-        save_checkpoint(checkpoint_path(self.out_dir, self.step), self.params, self.optimizer,
-                        self.data_rng, self.history, self.accum, self.configs, self.identity, self.step)
-        self.saved_step = self.step
+        state = checkpoint_state(self.params, self.optimizer, self.data_rng, self.accum)
+        if self.pending is not None and self.pending.row.step == self.step:
+            self.pending = self.pending._replace(checkpoint=state)
+            return
+        self.finish_pending()                       # its row belongs in this checkpoint
+        self.write_checkpoint(self.step, state)
+
+    def write_checkpoint(self, step, state):
+        write_checkpoint(checkpoint_path(self.out_dir, step), state, self.history,
+                         self.configs, self.identity, step)
+        self.saved_step = step
         self.set_status("running")
 
     def set_status(self, status, message=""):
@@ -288,18 +322,21 @@ class _Run:
                 return f"the last checkpoint with finite parameters is {path}"
         return f"no checkpoint with finite parameters exists in {self.out_dir}"
 
-    def progress(self, start_step, started):
+    def progress(self, step=None):
+        """One progress line at `step` (default: now) with the latest history row."""
         tc, last = self.tc, {k: v[-1] for k, v in self.history.items()}
-        rate = (self.step - start_step) / max(time.perf_counter() - started, 1e-9)
+        step = self.step if step is None else step
+        rate = (self.step - self.start_step) / max(time.perf_counter() - self.started, 1e-9)
         evals = "  ".join(f"{key[5:-5]} {last[key]:.3f}" for key in last
                           if key.startswith("eval/") and key.endswith("/loss"))
-        self.log(f"step {self.step:>6}/{tc.steps} ({100 * self.step / tc.steps:3.0f}%)  "
+        self.log(f"step {step:>6}/{tc.steps} ({100 * step / tc.steps:3.0f}%)  "
                  f"train loss {last['train/loss']:.3f} acc {last['train/acc']:.2f}  |  eval loss "
                  f"{evals}  |  {rate:,.0f} steps/s, ETA {_format_eta((tc.steps - self.step) / max(rate, 1e-9))}")
 
 
 def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out_dir=None,
-          resume=None, clamps=(), task=None, log=print, overwrite=False) -> TrainResult:
+          resume=None, clamps=(), task=None, log=print, overwrite=False,
+          evaluate_in_background=False) -> TrainResult:
     """Train a model on a task; see the module docstring for what is written.
 
     task_config: the TaskConfig; with task=None the few-shot task is built from it. With
@@ -319,6 +356,10 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
     clamps:    passed as given to every training step and every evaluation (opaque here).
     overwrite: move a run already in out_dir aside (to <out_dir>.old, .old-2, ...) and
         start fresh; never deletes anything. Cannot be combined with resume.
+    evaluate_in_background: run the evaluations in a second process (evaluation.py), so
+        they overlap training on a second core; the history is the same. Where that
+        cannot work (one CPU, no fork, threads, see background_evaluation_unavailable)
+        a log line says so and evaluations run here.
     Returns a TrainResult; raises TrainingDiverged on divergence and re-raises any other
     error after saving what can be saved.
     """
@@ -326,8 +367,9 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
     train_config = require_config(train_config, TrainConfig, "train_config")
     task, task_config = _resolve_task(task, task_config)
     check_model_fits_task(model_config, task)
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite = {overwrite!r}: must be True or False")
+    for name, flag in (("overwrite", overwrite), ("evaluate_in_background", evaluate_in_background)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} = {flag!r}: must be True or False")
     if resume is not None and not isinstance(resume, (str, os.PathLike)) or resume == "":
         raise ValueError(f"resume = {resume!r}: must be None, 'auto' or a checkpoint path")
     if overwrite and resume is not None:
@@ -366,12 +408,31 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
         run.set_status("running")
     if plan.kind == "resume":
         log(f"resumed from {plan.ckpt['path']} at step {plan.step}")
-    return _loop(run)
+    if evaluate_in_background:
+        run.evaluator = _start_background_evaluation(run, clamps, log)
+    try:
+        return _loop(run)
+    finally:
+        if run.evaluator is not None:
+            run.evaluator.close()
+
+
+def _start_background_evaluation(run: _Run, clamps, log):
+    """A BackgroundEvaluator for the run, or None (and a line saying why)."""
+    reason = background_evaluation_unavailable()
+    if reason is None:
+        try:
+            return BackgroundEvaluator(run.model_config, run.eval_sets, clamps, run.params)
+        except Exception as error:      # e.g. no processes left: evaluating here still works
+            reason = f"{type(error).__name__}: {error}"
+    log(f"evaluating in this process ({reason})")
+    return None
 
 
 def _loop(run: _Run) -> TrainResult:
-    tc, start_step = run.tc, run.step
-    started = time.perf_counter()
+    tc = run.tc
+    run.start_step, run.started = run.step, time.perf_counter()
+    started = run.started
     wall_before = run.history["wall_time"][-1] if run.history.get("wall_time") else 0.0
     rng_before = None      # the sampler's state while a step is under way (None between steps)
     with _StopSignals() as stop:
@@ -383,28 +444,42 @@ def _loop(run: _Run) -> TrainResult:
                 rng_before = run.data_rng.bit_generator.state
                 batch = run.task.sample(run.data_rng, tc.batch_size)
                 loss, acc, grads = training_loss_and_grads(run.params, run.model_config, batch, run.clamps)
-                flat_grads = flatten_grads(grads, run.names, out=run.flat_grads)
-                if not (np.isfinite(loss) and np.isfinite(flat_grads).all()):
-                    what = "loss" if not np.isfinite(loss) else "gradient"
-                    raise TrainingDiverged(f"the training {what} became non-finite (loss {loss}) at "
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(f"the training loss became non-finite (loss {loss}) at "
                                            f"step {run.step + 1}; the update was not applied")
+                flat_grads = flatten_grads(grads, run.names, out=run.flat_grads)
                 run.optimizer.step(run.flat, flat_grads, overwrite_grads=True)   # not read again
                 run.step += 1
                 rng_before = None
+                # Speed: one finiteness pass per step, over the parameters. A non-finite
+                # gradient makes Adam's update NaN, so it is caught here too (and named by
+                # the first moment, non-finite exactly when a gradient was); the run then
+                # fails without saving these parameters.
                 if not np.isfinite(run.flat).all():
-                    raise TrainingDiverged(f"the parameters became non-finite at step {run.step}")
+                    cause = "" if np.isfinite(run.optimizer.m).all() else " (a gradient was not finite)"
+                    raise TrainingDiverged(f"the parameters became non-finite at step {run.step}{cause}")
                 run.accum += (loss, acc, 1)
+                if run.pending is not None:
+                    run.finish_pending(wait=False)     # a background evaluation came back
                 if run.due_for_evaluation(run.step):
                     run.record(wall_before + time.perf_counter() - started, stop)
                 if tc.log_every and (run.step % tc.log_every == 0 or run.step == tc.steps):
-                    run.progress(start_step, started)
+                    if run.pending is not None and run.pending.row.step == run.step:
+                        run.pending = run.pending._replace(log=True)   # printed with its row
+                    else:
+                        run.progress()
                 if run.step % tc.checkpoint_every == 0 or run.step == tc.steps:
                     run.save()
+            run.finish_pending()
         except KeyboardInterrupt:        # a second signal during an evaluation
             stop.received = stop.received or "SIGINT"
             if rng_before is not None:
                 run.data_rng.bit_generator.state = rng_before
         except TrainingDiverged as error:
+            try:
+                run.finish_pending()             # an earlier step's row (and checkpoint)
+            except Exception:
+                pass
             run.write_history()
             message = f"training diverged: {error}; {run.last_good_checkpoint()}"
             run.set_status("failed", message)
@@ -435,7 +510,12 @@ def _save_after_error(run: _Run, error: BaseException, rng_before):
     if rng_before is not None:           # the step never updated: undo its batch draw
         run.data_rng.bit_generator.state = rng_before
     saved, problems = [], []
-    for what, action in (("history", run.write_history), (f"checkpoint step_{run.step}", run.save)):
+    def history():
+        try:
+            run.finish_pending()         # the row of an earlier step (and its checkpoint)
+        finally:
+            run.write_history()
+    for what, action in (("history", history), (f"checkpoint step_{run.step}", run.save)):
         try:
             action()
             saved.append(what)
