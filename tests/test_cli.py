@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from tinyinduction import cli
-from tinyinduction import train as train_module
+from tinyinduction import train_state
 from tinyinduction.cli import main
 from tinyinduction.train import TrainingDiverged
 
@@ -80,7 +80,7 @@ def test_sigterm_outside_training_is_exit_143(monkeypatch, capsys):
 
 
 def test_sigterm_during_training_saves_and_exits_143(tmp_path, monkeypatch, capsys):
-    real = train_module.evaluate_all
+    real = train_state.evaluate_all
     calls = []
 
     def evaluate_all(*args, **kwargs):
@@ -89,7 +89,7 @@ def test_sigterm_during_training_saves_and_exits_143(tmp_path, monkeypatch, caps
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "evaluate_all", evaluate_all)
+    monkeypatch.setattr(train_state, "evaluate_all", evaluate_all)
     out = tmp_path / "run"
     # --eval-here: the evaluations (and the signal above) in this process
     assert main(["train", *SMALL, "--steps", "40", "--eval-every", "10", "--out", str(out),
@@ -97,7 +97,7 @@ def test_sigterm_during_training_saves_and_exits_143(tmp_path, monkeypatch, caps
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "interrupted" and record["step"] == 10
     assert json.loads((out / "history.json").read_text())["step"] == [0, 10]
-    monkeypatch.setattr(train_module, "evaluate_all", real)
+    monkeypatch.setattr(train_state, "evaluate_all", real)
     assert main(["train", *SMALL, "--steps", "40", "--eval-every", "10", "--out", str(out),
                  "--resume", "auto"]) == 0
     assert json.loads((out / "history.json").read_text())["step"] == [0, 10, 20, 30, 40]
@@ -129,7 +129,7 @@ def test_a_short_demo_summarises_and_a_second_demo_reuses_it(tmp_path, capsys):
 
 
 def test_a_ctrl_c_demo_still_summarises_and_continues_next_time(tmp_path, monkeypatch, capsys):
-    real = train_module.evaluate_all
+    real = train_state.evaluate_all
     calls = []
 
     def evaluate_all(*args, **kwargs):
@@ -138,14 +138,14 @@ def test_a_ctrl_c_demo_still_summarises_and_continues_next_time(tmp_path, monkey
             os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "evaluate_all", evaluate_all)
+    monkeypatch.setattr(train_state, "evaluate_all", evaluate_all)
     argv = ["demo", *SMALL, "--steps", "20", "--eval-every", "5", "--out", str(tmp_path / "run"),
             "--figure", str(tmp_path / "demo.png"), "--eval-here"]   # the signal above, here
     assert main(argv) == 130
     out = capsys.readouterr().out
     assert "interrupted at step 5" in out and "final training loss" in out
     assert (tmp_path / "demo.png").exists()
-    monkeypatch.setattr(train_module, "evaluate_all", real)
+    monkeypatch.setattr(train_state, "evaluate_all", real)
     assert main(argv) == 0
     assert "resumed from" in capsys.readouterr().out
     assert json.loads((tmp_path / "run" / "history.json").read_text())["step"] == [0, 5, 10, 15, 20]

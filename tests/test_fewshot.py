@@ -1,4 +1,5 @@
 """Tests for tinyinduction.tasks.fewshot: the few-shot task of Singh et al. (2024)."""
+import dataclasses
 import itertools
 import math
 
@@ -112,6 +113,33 @@ def test_sample_is_valid(config, seed, batch_size):
     batch = task.sample(np.random.default_rng(seed), batch_size)
     check_batch(task, batch, task.train_class_range, config.train_exemplars,
                 task.train_label_combos, batch_size)
+
+
+@given(config=configs(), seed=st.integers(0, 2**32), batch_size=st.integers(1, 40),
+       n_batches=st.integers(1, 20), noise=st.sampled_from([0.0, 0.1]))
+def test_sample_many_is_that_many_samples(config, seed, batch_size, n_batches, noise):
+    """The training loop's contract: the same batches and the same rng state after them,
+    whether drawn one by one or n at a time (the fast path and its fallbacks)."""
+    task = make_task(dataclasses.replace(config, noise_std=noise))
+    one_by_one, at_once = np.random.default_rng(seed), np.random.default_rng(seed)
+    expected = [task.sample(one_by_one, batch_size) for _ in range(n_batches)]
+    got = task.sample_many(at_once, batch_size, n_batches)
+    assert len(got) == n_batches
+    for a, b in zip(expected, got):
+        for field_a, field_b in zip(a, b):
+            np.testing.assert_array_equal(field_a, field_b)
+    assert one_by_one.bit_generator.state == at_once.bit_generator.state
+
+
+def test_sample_many_of_long_contexts_is_that_many_samples():
+    config = TaskConfig(n_train_classes=9, n_heldout_classes=7, n_labels=8, n_context_pairs=7)
+    task = make_task(config)
+    one_by_one, at_once = np.random.default_rng(1), np.random.default_rng(1)
+    expected = [task.sample(one_by_one, 5) for _ in range(3)]
+    for a, b in zip(expected, task.sample_many(at_once, 5, 3)):
+        np.testing.assert_array_equal(a.exemplars, b.exemplars)
+        np.testing.assert_array_equal(a.labels, b.labels)
+    assert one_by_one.bit_generator.state == at_once.bit_generator.state
 
 
 @given(config=configs())

@@ -9,6 +9,7 @@ import pytest
 
 from tinyinduction import evaluation as evaluation_module
 from tinyinduction import train as train_module
+from tinyinduction import train_state
 from tinyinduction.checkpoint import load_checkpoint, load_params
 from tinyinduction.clamp import Clamp, previous_token_target
 from tinyinduction.cli import main
@@ -128,6 +129,28 @@ def test_an_error_inside_the_loop_saves_history_and_checkpoint(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_after_an_error_inside_a_step_the_resumed_run_trains_on_that_steps_batch(tmp_path, monkeypatch):
+    model, task, train_config = _short(steps=60)
+    real = train_module.training_loss_and_grads
+    calls = []
+
+    def failing_at_step_26(*args, **kwargs):     # mid-block: blocks hold 16 batches
+        calls.append(1)
+        if len(calls) == 26:
+            raise MemoryError("no room for the step")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(train_module, "training_loss_and_grads", failing_at_step_26)
+    with pytest.raises(MemoryError):
+        train(model, task, train_config, out_dir=tmp_path, log=quiet)
+    assert int(load_checkpoint(tmp_path / "checkpoints" / "step_25.npz")["step"]) == 25
+    monkeypatch.setattr(train_module, "training_loss_and_grads", real)
+    resumed = train(model, task, train_config, out_dir=tmp_path, resume="auto", log=quiet)
+    full = train(model, task, train_config, log=quiet)
+    assert without_wall_time(resumed.history) == without_wall_time(full.history)
+    for name in full.params:
+        np.testing.assert_array_equal(resumed.params[name], full.params[name])
+
+
 def _full_disk(monkeypatch, after_bytes=100):
     """np.savez that writes a little and then finds the disk full."""
     def savez(handle, **arrays):
@@ -161,7 +184,7 @@ def test_a_full_disk_is_one_line_and_exit_code_1(tmp_path, monkeypatch, capsys):
 
 def test_a_non_finite_evaluation_is_caught_and_never_recorded(tmp_path, monkeypatch):
     model, task, train_config = _short(steps=60, checkpoint_every=20)
-    real_evaluate_all = train_module.evaluate_all
+    real_evaluate_all = train_state.evaluate_all
     calls = []
 
     def evaluate_all(*args, **kwargs):
@@ -171,7 +194,7 @@ def test_a_non_finite_evaluation_is_caught_and_never_recorded(tmp_path, monkeypa
             out["eval/heldout_classes/loss"] = float("inf")
         return out
 
-    monkeypatch.setattr(train_module, "evaluate_all", evaluate_all)
+    monkeypatch.setattr(train_state, "evaluate_all", evaluate_all)
     with pytest.raises(TrainingDiverged) as diverged:
         train(model, task, train_config, out_dir=tmp_path, log=quiet)
     message = str(diverged.value)

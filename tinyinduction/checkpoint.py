@@ -32,17 +32,18 @@ REQUIRED = ("adam.m", "adam.v", "adam.t", "accumulator", "data_rng", "history", 
 def save_checkpoint(path, params, optimizer, data_rng, history, accum, configs, identity=None,
                     step=None):
     """Write a checkpoint atomically (parameters must be finite: checked by the caller)."""
-    write_checkpoint(path, checkpoint_state(params, optimizer, data_rng, accum), history,
-                     configs, identity, optimizer.t if step is None else step)
+    write_checkpoint(path, checkpoint_state(params, optimizer, data_rng.bit_generator.state, accum),
+                     history, configs, identity, optimizer.t if step is None else step)
 
 
-def checkpoint_state(params, optimizer, data_rng, accum) -> dict:
+def checkpoint_state(params, optimizer, data_rng_state: dict, accum) -> dict:
     """The training state of a checkpoint, copied: training may go on while it waits to
-    be written (train() holds it until the history row of its step is in)."""
+    be written (train() holds it until the history row of its step is in).
+    data_rng_state: the sampler's bit_generator.state after the batches trained on."""
     state = {f"param/{name}": np.array(value) for name, value in params.items()}
     state.update({key: np.array(value) for key, value in optimizer.state().items()})
     state["accumulator"] = np.array(accum, dtype=np.float64)
-    state["data_rng"] = np.array(json.dumps(data_rng.bit_generator.state))
+    state["data_rng"] = np.array(json.dumps(data_rng_state))
     return state
 
 

@@ -1,6 +1,6 @@
 """Validated configuration dataclasses: the model and the training run.
 
-The task's configuration (TaskConfig) lives with the task in tasks/fewshot.py and is
+The task's configuration (TaskConfig) lives with the task, in tasks/fewshot_config.py, and is
 re-exported here. Every field is checked when the object is made; a bad value raises a
 one-line ValueError naming the field, the value and what is allowed.
 """

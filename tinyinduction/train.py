@@ -35,24 +35,19 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from .checkpoint import (checkpoint_state, load_checkpoint, load_params,  # noqa: F401 (re-exported)
-                         save_checkpoint, write_checkpoint)
+from .checkpoint import load_checkpoint, load_params, save_checkpoint  # noqa: F401 (re-exported)
 from .config import ModelConfig, TaskConfig, TrainConfig, require_config
-from .evaluation import (EVAL_CHUNK, BackgroundEvaluationFailed,  # noqa: F401 (re-exported)
-                         BackgroundEvaluator, background_evaluation_unavailable, batch_size_of,
-                         evaluate, evaluate_all, loss_weight)
-from .model import init_params, training_loss_and_grads
-from .optim import Adam, flatten_grads, flatten_params
-from .runs import (CONFIG_FILE, HISTORY_FILE, check_output_dir, checkpoint_path, checkpoint_paths,
-                   make_identity, move_aside, plan_start, remove_temporaries, write_json, write_run)
+from .evaluation import (EVAL_CHUNK, BackgroundEvaluator,  # noqa: F401 (re-exported)
+                         background_evaluation_unavailable, batch_size_of, evaluate, evaluate_all)
+from .model import training_loss_and_grads
+from .optim import flatten_grads
+from .runs import (CONFIG_FILE, check_output_dir, checkpoint_path, make_identity, move_aside,
+                   plan_start, remove_temporaries, write_json)
 from .tasks.fewshot import FewShotTask
-
-class TrainingDiverged(RuntimeError):
-    """A loss, gradient or parameter became NaN or infinite."""
+from .train_state import TrainingDiverged, TrainingRun  # noqa: F401 (TrainingDiverged re-exported)
 
 
 @dataclass
@@ -159,179 +154,7 @@ class _StopSignals:
             signal.signal(signum, previous)
 
 
-def _format_eta(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 # ---------------------------------------------------------------- the loop
-
-
-class _Row(NamedTuple):
-    """A history row before its evaluations: train = (loss, acc) averaged since the last
-    row, or None at step 0."""
-    step: int
-    train: tuple | None
-    wall: float
-
-
-class _Pending(NamedTuple):
-    """A row whose evaluation runs in the background, and what waits for it."""
-    row: _Row
-    flat: np.ndarray                # [P] the parameters it is evaluated on
-    checkpoint: dict | None = None  # checkpoint_state of row.step, to write after the row
-    log: bool = False               # print the progress line of row.step after the row
-
-
-def _unflatten(flat, like: dict):
-    """Views of flat [P] shaped as the arrays of `like`, in its order."""
-    offset = 0
-    for value in like.values():
-        yield flat[offset:offset + value.size].reshape(value.shape)
-        offset += value.size
-
-
-class _Run:
-    """The state of one training run and the files it keeps up to date."""
-
-    def __init__(self, model_config, train_config, task, clamps, out_dir, identity, configs, log):
-        self.model_config, self.tc, self.task, self.clamps = model_config, train_config, task, clamps
-        self.out_dir, self.identity, self.configs, self.log = out_dir, identity, configs, log
-        flat, params = flatten_params(init_params(model_config, train_config.seed))
-        self.flat, self.params, self.names = flat, params, list(params)
-        self.flat_grads = np.empty_like(flat)     # reused by every step
-        tc = train_config
-        self.optimizer = Adam(flat.size, tc.lr, tc.beta1, tc.beta2, tc.adam_eps, dtype=flat.dtype)
-        self.data_rng = np.random.default_rng([tc.seed, 1])
-        self.history, self.accum, self.step = {}, np.zeros(3), 0   # accum: loss, acc, count
-        self.saved_step = None          # step of the last checkpoint written in out_dir
-        self.eval_sets = None
-        self.evaluator = None           # a BackgroundEvaluator, or None: evaluate here
-        self.pending = None             # the _Pending row it is computing
-        self.start_step, self.started = 0, time.perf_counter()   # for the progress rate
-
-    def load(self, ckpt, step):
-        for name in self.names:
-            self.params[name][...] = ckpt["params"][name]
-        self.optimizer.load_state(ckpt["optimizer"])
-        self.data_rng.bit_generator.state = ckpt["data_rng"]
-        self.history = {k: list(v) for k, v in ckpt["history"].items()}
-        self.accum = np.array(ckpt["accumulator"], dtype=np.float64)
-        self.step = step
-
-    def due_for_evaluation(self, step):
-        return step % self.tc.eval_every == 0 or step == self.tc.steps
-
-    def record(self, wall, stop):
-        """Evaluate at self.step and append one history row (all or nothing). With a
-        background evaluator the row is appended later, by finish_pending."""
-        self.finish_pending()                       # one evaluation in flight at a time
-        train = tuple(self.accum[:2] / self.accum[2]) if self.accum[2] > 0 else None
-        row = _Row(self.step, train, wall)
-        if self.evaluator is not None:
-            snapshot = self.flat.copy()             # [P] training changes self.flat meanwhile
-            try:
-                self.evaluator.submit(snapshot)
-            except BackgroundEvaluationFailed as error:
-                self.stop_background(error)
-            else:
-                self.pending, self.accum[:] = _Pending(row, snapshot), 0
-                return
-        with stop.interruptible():
-            evals = evaluate_all(self.params, self.model_config, self.eval_sets, self.clamps)
-        self.append_row(row, evals)
-        self.accum[:] = 0
-
-    def append_row(self, row, evals):
-        for name, batch in self.eval_sets.items():
-            loss = evals[f"eval/{name}/loss"]
-            if not np.isfinite(loss) and loss_weight(batch) > 0:
-                raise TrainingDiverged(f"the evaluation loss on {name!r} became {loss} at step {row.step}")
-        values = {"step": row.step, "sequences": row.step * self.tc.batch_size, **evals}
-        if row.train is not None:
-            values["train/loss"], values["train/acc"] = row.train
-        else:   # step 0: nothing trained yet, report the fixed training set
-            values["train/loss"] = evals.get("eval/train/loss", float("nan"))
-            values["train/acc"] = evals.get("eval/train/acc", float("nan"))
-        values["wall_time"] = row.wall
-        for key, value in values.items():
-            self.history.setdefault(key, []).append(value)
-        self.write_history()
-
-    def finish_pending(self, wait=True):
-        """Append the row a background evaluation was computing (waiting for it unless
-        wait=False), then write the checkpoint and progress line that waited for it."""
-        pending = self.pending
-        if pending is None or not (wait or self.evaluator.ready()):
-            return
-        self.pending = None
-        try:
-            evals = self.evaluator.result()
-        except BackgroundEvaluationFailed as error:
-            self.stop_background(error)
-            params_at_row = dict(zip(self.names, _unflatten(pending.flat, self.params)))
-            evals = evaluate_all(params_at_row, self.model_config, self.eval_sets, self.clamps)
-        self.append_row(pending.row, evals)
-        if pending.checkpoint is not None:
-            self.write_checkpoint(pending.row.step, pending.checkpoint)
-        if pending.log:
-            self.progress(pending.row.step)
-
-    def stop_background(self, error):
-        self.log(f"evaluating in this process from now on: the evaluation process failed ({error})")
-        self.evaluator.close()
-        self.evaluator = None
-
-    def write_history(self):
-        if self.out_dir is not None:
-            write_json(self.out_dir / HISTORY_FILE, self.history)
-
-    def save(self):
-        """A checkpoint at self.step (never of non-finite parameters). If the row of this
-        step is still being evaluated, the checkpoint is written when it comes in."""
-        if self.out_dir is None or self.saved_step == self.step:
-            return
-        if not np.isfinite(self.flat).all():
-            raise TrainingDiverged(f"the parameters are not finite at step {self.step}")
-        state = checkpoint_state(self.params, self.optimizer, self.data_rng, self.accum)
-        if self.pending is not None and self.pending.row.step == self.step:
-            self.pending = self.pending._replace(checkpoint=state)
-            return
-        self.finish_pending()                       # its row belongs in this checkpoint
-        self.write_checkpoint(self.step, state)
-
-    def write_checkpoint(self, step, state):
-        write_checkpoint(checkpoint_path(self.out_dir, step), state, self.history,
-                         self.configs, self.identity, step)
-        self.saved_step = step
-        self.set_status("running")
-
-    def set_status(self, status, message=""):
-        if self.out_dir is not None:
-            write_run(self.out_dir, self.identity, status, self.saved_step, message)
-
-    def last_good_checkpoint(self) -> str:
-        if self.out_dir is None:
-            return "no checkpoint exists (no run directory)"
-        for step, path in checkpoint_paths(self.out_dir):
-            try:
-                params, _ = load_params(path)
-            except ValueError:
-                continue
-            if all(np.isfinite(value).all() for value in params.values()):
-                return f"the last checkpoint with finite parameters is {path}"
-        return f"no checkpoint with finite parameters exists in {self.out_dir}"
-
-    def progress(self, step=None):
-        """One progress line at `step` (default: now) with the latest history row."""
-        tc, last = self.tc, {k: v[-1] for k, v in self.history.items()}
-        step = self.step if step is None else step
-        rate = (self.step - self.start_step) / max(time.perf_counter() - self.started, 1e-9)
-        evals = "  ".join(f"{key[5:-5]} {last[key]:.3f}" for key in last
-                          if key.startswith("eval/") and key.endswith("/loss"))
-        self.log(f"step {step:>6}/{tc.steps} ({100 * step / tc.steps:3.0f}%)  "
-                 f"train loss {last['train/loss']:.3f} acc {last['train/acc']:.2f}  |  eval loss "
-                 f"{evals}  |  {rate:,.0f} steps/s, ETA {_format_eta((tc.steps - self.step) / max(rate, 1e-9))}")
 
 
 def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out_dir=None,
@@ -386,7 +209,7 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
     else:
         identity = None
     plan = plan_start(out_dir, identity, resume, overwrite, model_config, tc, log)
-    run = _Run(model_config, tc, task, clamps, out_dir, identity,
+    run = TrainingRun(model_config, tc, task, clamps, out_dir, identity,
                {k: identity[k] for k in ("model", "task", "train")} if identity else None, log)
     if plan.kind in ("resume", "finished"):
         run.load(plan.ckpt, plan.step)
@@ -417,7 +240,7 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
             run.evaluator.close()
 
 
-def _start_background_evaluation(run: _Run, clamps, log):
+def _start_background_evaluation(run: TrainingRun, clamps, log):
     """A BackgroundEvaluator for the run, or None (and a line saying why)."""
     reason = background_evaluation_unavailable()
     if reason is None:
@@ -429,20 +252,19 @@ def _start_background_evaluation(run: _Run, clamps, log):
     return None
 
 
-def _loop(run: _Run) -> TrainResult:
+def _loop(run: TrainingRun) -> TrainResult:
     tc = run.tc
     run.start_step, run.started = run.step, time.perf_counter()
     started = run.started
     wall_before = run.history["wall_time"][-1] if run.history.get("wall_time") else 0.0
-    rng_before = None      # the sampler's state while a step is under way (None between steps)
+    under_way = False      # a batch was taken and its update not yet applied
     with _StopSignals() as stop:
         try:
             if not run.history.get("step") or (run.history["step"][-1] < run.step
                                                and run.due_for_evaluation(run.step)):
                 run.record(wall_before, stop)          # step 0, or an evaluation cut short
             while run.step < tc.steps and stop.received is None:
-                rng_before = run.data_rng.bit_generator.state
-                batch = run.task.sample(run.data_rng, tc.batch_size)
+                batch, under_way = run.batches.take(), True
                 loss, acc, grads = training_loss_and_grads(run.params, run.model_config, batch, run.clamps)
                 if not math.isfinite(loss):
                     raise TrainingDiverged(f"the training loss became non-finite (loss {loss}) at "
@@ -450,7 +272,7 @@ def _loop(run: _Run) -> TrainResult:
                 flat_grads = flatten_grads(grads, run.names, out=run.flat_grads)
                 run.optimizer.step(run.flat, flat_grads, overwrite_grads=True)   # not read again
                 run.step += 1
-                rng_before = None
+                under_way = False
                 # Speed: one finiteness pass per step, over the parameters. A non-finite
                 # gradient makes Adam's update NaN, so it is caught here too (and named by
                 # the first moment, non-finite exactly when a gradient was); the run then
@@ -473,8 +295,8 @@ def _loop(run: _Run) -> TrainResult:
             run.finish_pending()
         except KeyboardInterrupt:        # a second signal during an evaluation
             stop.received = stop.received or "SIGINT"
-            if rng_before is not None:
-                run.data_rng.bit_generator.state = rng_before
+            if under_way:
+                run.batches.put_back()
         except TrainingDiverged as error:
             try:
                 run.finish_pending()             # an earlier step's row (and checkpoint)
@@ -485,7 +307,7 @@ def _loop(run: _Run) -> TrainResult:
             run.set_status("failed", message)
             raise TrainingDiverged(message) from None
         except BaseException as error:
-            _save_after_error(run, error, rng_before)
+            _save_after_error(run, error, under_way)
             raise
         complete = run.step >= tc.steps and run.history.get("step", [None])[-1] == run.step
         if stop.received is None or complete:
@@ -503,12 +325,12 @@ def _loop(run: _Run) -> TrainResult:
                            run.out_dir, stop.received, "interrupted", run.step)
 
 
-def _save_after_error(run: _Run, error: BaseException, rng_before):
+def _save_after_error(run: TrainingRun, error: BaseException, under_way: bool):
     """After an exception: save the history and, if the state is whole, a checkpoint."""
     if run.out_dir is None:
         return
-    if rng_before is not None:           # the step never updated: undo its batch draw
-        run.data_rng.bit_generator.state = rng_before
+    if under_way:                        # the step never updated: its batch comes next again
+        run.batches.put_back()
     saved, problems = [], []
     def history():
         try:

@@ -1,6 +1,7 @@
 """Tasks that induction heads can solve. fewshot: Singh et al. (2024).
 
-fewshot.py   the task: TaskConfig, FewShotTask (sampling, evaluation sets, enumeration)
+fewshot.py   the task: FewShotTask (sampling, evaluation sets, enumeration);
+             its TaskConfig lives in fewshot_config.py
 features.py  exemplar feature tables: the generated stand-in, loading, statistics
 glyphs.py    a real-image table: characters of many scripts rendered and featurised
 """
