@@ -27,7 +27,7 @@ from .model import TokenBatch, loss_and_accuracy
 from .optim import flatten_params
 
 EVAL_CHUNK = 1000   # sequences per forward pass during evaluation
-RESULT_TIMEOUT_S = 600.0   # longest wait for one evaluation in the child before giving up on it
+RESULT_TIMEOUT_S = 120.0   # longest wait for one evaluation in the child; then it is evaluated here
 ORPHAN_POLL_S = 1.0        # how often the idle child checks that its parent still lives
 
 
