@@ -142,6 +142,20 @@ def test_sample_many_of_long_contexts_is_that_many_samples():
     assert one_by_one.bit_generator.state == at_once.bit_generator.state
 
 
+def test_sample_many_follows_a_subclass_that_draws_its_own_way():
+    class OneClassAtATime(FewShotTask):         # a different stream: not row-wise
+        def sample(self, rng, batch_size):
+            batch = super().sample(rng, batch_size)
+            rng.random()                            # one extra draw per batch
+            return batch
+    task = OneClassAtATime(TaskConfig.small(), features=random_table(30))
+    one_by_one, at_once = np.random.default_rng(2), np.random.default_rng(2)
+    expected = [task.sample(one_by_one, 4) for _ in range(5)]
+    for a, b in zip(expected, task.sample_many(at_once, 4, 5)):
+        np.testing.assert_array_equal(a.exemplars, b.exemplars)
+    assert one_by_one.bit_generator.state == at_once.bit_generator.state
+
+
 @given(config=configs())
 def test_eval_sets_are_valid(config):
     task = make_task(config)

@@ -21,7 +21,9 @@ appended (with the checkpoint of step s, if one is due) when it comes back; the 
 are the same as evaluating here.
 
 Tasks: anything with .sample(rng, batch_size) -> batch, .eval_sets() -> {name: batch},
-and a data fingerprint (.fingerprint, or a .features array; see runs.data_fingerprint).
+and a data fingerprint (.fingerprint, or a .features array; see runs.data_fingerprint);
+optionally .sample_many(rng, batch_size, n), equal to n calls of .sample (then training
+draws its batches 16 at a time: train_state.TrainingBatches).
 Batches are few-shot batches (.exemplars, .labels, .target) or model.TokenBatch(tokens
 [B, T], targets [B, T], -1 = no loss). A task may check a model with
 .check_model(model_config); few-shot tasks are checked here.

@@ -296,7 +296,8 @@ class FewShotTask:
         tabulated label order), one draw of n_batches * batch_size sequences is that
         stream, cut in slices: ~25 us a step less in the training loop, whose first
         NumPy calls after a step are slow (their data has left the cache)."""
-        if self.config.noise_std > 0 or self._train_table.labels is None:
+        if (self.config.noise_std > 0 or self._train_table.labels is None
+                or type(self).sample is not FewShotTask.sample):     # a subclass's own stream
             return [self.sample(rng, batch_size) for _ in range(n_batches)]
         block = self.sample(rng, batch_size * n_batches)
         return [FewShotBatch(*(field[i * batch_size:(i + 1) * batch_size] for field in block))
