@@ -16,21 +16,13 @@ from tinyinduction.model import init_params
 from tinyinduction.optim import flatten_params
 from tinyinduction.runs import load_history
 from tinyinduction.tasks.fewshot import FewShotTask
-from tinyinduction.train import TrainingDiverged, train
+from tinyinduction.train import train
+
+from run_helpers import short_run as _short, without_wall_time
 
 pytestmark = pytest.mark.skipif(background_evaluation_unavailable() is not None,
                                 reason=f"no background evaluation here: "
                                        f"{background_evaluation_unavailable()}")
-
-
-def _short(steps=60, **changes):
-    model, task, train_config = preset("small")
-    settings = {"steps": steps, "eval_every": 20, "checkpoint_every": 40, "log_every": 0, **changes}
-    return model, task, train_config.replace(**settings)
-
-
-def without_wall_time(history):
-    return {k: v for k, v in history.items() if k != "wall_time"}
 
 
 @pytest.fixture
@@ -137,28 +129,6 @@ def test_ctrl_c_while_an_evaluation_is_in_flight_saves_a_whole_state(tmp_path, m
     full = train(model, task, train_config)
     assert without_wall_time(resumed.history) == without_wall_time(full.history)
     assert len(started) == 2
-
-
-def test_a_non_finite_evaluation_in_the_child_is_caught_and_never_recorded(tmp_path, monkeypatch):
-    model, task, train_config = _short(steps=60, checkpoint_every=20)
-    real = evaluation.evaluate_all
-    calls = []
-
-    def evaluate_all(*args, **kwargs):      # in the child
-        calls.append(1)
-        out = real(*args, **kwargs)
-        if len(calls) == 3:                 # the evaluation at step 40
-            out["eval/heldout_classes/loss"] = float("inf")
-        return out
-    monkeypatch.setattr(evaluation, "evaluate_all", evaluate_all)
-    with pytest.raises(TrainingDiverged) as diverged:
-        train(model, task, train_config, out_dir=tmp_path, evaluate_in_background=True,
-              log=lambda line: None)
-    message = str(diverged.value)
-    good = tmp_path / "checkpoints" / "step_20.npz"
-    assert "'heldout_classes'" in message and "step 40" in message and str(good) in message
-    assert good.exists() and not (tmp_path / "checkpoints" / "step_40.npz").exists()
-    assert load_history(tmp_path / "history.json")["step"] == [0, 20]
 
 
 def test_evaluate_in_background_must_be_a_bool():

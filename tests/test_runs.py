@@ -16,24 +16,12 @@ from tinyinduction.runs import (RunDirectoryConflict, check_output_dir, check_ou
                                 load_history)
 from tinyinduction.train import train
 
-
-def quiet(*args):
-    pass
-
-
-def _short(steps=60, **changes):
-    model, task, train_config = preset("small")
-    return model, task, train_config.replace(steps=steps, eval_every=20, checkpoint_every=40,
-                                             log_every=0, **changes)
+from run_helpers import quiet, short_run as _short, without_wall_time
 
 
 def snapshot(folder):
     """Every file under folder and its bytes."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def without_wall_time(history):
-    return {k: v for k, v in history.items() if k != "wall_time"}
 
 
 # ---------------------------------------------------------------- one run per directory

@@ -13,24 +13,13 @@ from tinyinduction import train_state
 from tinyinduction.checkpoint import load_checkpoint, load_params
 from tinyinduction.clamp import Clamp, previous_token_target
 from tinyinduction.cli import main
-from tinyinduction.config import ModelConfig, TaskConfig, TrainConfig, preset
+from tinyinduction.config import ModelConfig, TaskConfig, TrainConfig
+from tinyinduction.evaluation import background_evaluation_unavailable
 from tinyinduction.model import TokenBatch
 from tinyinduction.runs import load_history
 from tinyinduction.train import TrainingDiverged, train
 
-
-def quiet(*args):
-    pass
-
-
-def _short(steps=60, **changes):
-    model, task, train_config = preset("small")
-    settings = {"steps": steps, "eval_every": 20, "checkpoint_every": 40, "log_every": 0, **changes}
-    return model, task, train_config.replace(**settings)
-
-
-def without_wall_time(history):
-    return {k: v for k, v in history.items() if k != "wall_time"}
+from run_helpers import quiet, short_run as _short, without_wall_time
 
 
 def status(run_dir):
@@ -182,7 +171,10 @@ def test_a_full_disk_is_one_line_and_exit_code_1(tmp_path, monkeypatch, capsys):
 # ---------------------------------------------------------------- divergence
 
 
-def test_a_non_finite_evaluation_is_caught_and_never_recorded(tmp_path, monkeypatch):
+@pytest.mark.parametrize("in_background", [False, True])
+def test_a_non_finite_evaluation_is_caught_and_never_recorded(tmp_path, monkeypatch, in_background):
+    if in_background and background_evaluation_unavailable():
+        pytest.skip(f"no background evaluation here: {background_evaluation_unavailable()}")
     model, task, train_config = _short(steps=60, checkpoint_every=20)
     real_evaluate_all = train_state.evaluate_all
     calls = []
@@ -194,9 +186,11 @@ def test_a_non_finite_evaluation_is_caught_and_never_recorded(tmp_path, monkeypa
             out["eval/heldout_classes/loss"] = float("inf")
         return out
 
-    monkeypatch.setattr(train_state, "evaluate_all", evaluate_all)
+    monkeypatch.setattr(train_state, "evaluate_all", evaluate_all)        # evaluating here
+    monkeypatch.setattr(evaluation_module, "evaluate_all", evaluate_all)  # in the child
     with pytest.raises(TrainingDiverged) as diverged:
-        train(model, task, train_config, out_dir=tmp_path, log=quiet)
+        train(model, task, train_config, out_dir=tmp_path, log=quiet,
+              evaluate_in_background=in_background)
     message = str(diverged.value)
     good = tmp_path / "checkpoints" / "step_20.npz"
     assert "'heldout_classes'" in message and "step 40" in message and str(good) in message

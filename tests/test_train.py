@@ -13,11 +13,9 @@ from tinyinduction.config import preset
 from tinyinduction.tasks.fewshot import FewShotTask
 from tinyinduction.train import TrainingDiverged, load_checkpoint, load_params, train
 
+from run_helpers import quiet, short_run as _short
+
 LN2 = math.log(2)
-
-
-def quiet(*args):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +50,6 @@ def test_history_is_a_dict_of_equal_length_lists(small_run):
     for name in ("train", "relabel", "heldout_classes", "other_exemplars"):
         assert f"eval/{name}/loss" in small_run and f"eval/{name}/acc" in small_run
     assert small_run["sequences"][-1] == small_run["step"][-1] * 32
-
-
-def _short(steps=60, **changes):
-    model, task, train_config = preset("small")
-    return model, task, train_config.replace(steps=steps, eval_every=20, checkpoint_every=40,
-                                             log_every=0, **changes)
 
 
 def test_same_seed_same_history_different_seed_different_history():
