@@ -190,3 +190,13 @@ def test_evaluation_in_chunks_equals_one_pass_also_with_a_graft_from_the_whole_s
         whole = loss_and_grads(params, model, batch, clamps)[:2]
         assert evaluate(params, model, batch, clamps) == pytest.approx(whole, rel=1e-12)
     assert evaluate(params, model, batch, [donor])[0] != pytest.approx(evaluate(params, model, batch)[0])
+
+
+def test_where_it_cannot_fork_safely_the_evaluations_run_here_and_a_line_says_why(monkeypatch):
+    import sys
+    monkeypatch.setattr(sys, "platform", "darwin")
+    model, task, train_config = _short(steps=40)
+    lines = []
+    result = train(model, task, train_config, log=lines.append, evaluate_in_background=True)
+    assert "evaluating in this process (forking is not safe on macOS)" in lines
+    assert result.history["step"] == [0, 20, 40]

@@ -101,7 +101,7 @@ def _add_run_options(parser, default_seed=None):
                              "and start again; nothing is deleted")
     parser.add_argument("--eval-here", action="store_true",
                         help="evaluate in the training process (default: in a second process, "
-                             "overlapping training, when a second CPU is there)")
+                             "overlapping training, on Linux with a second CPU)")
 
 
 def _clamps_from_options(args, model):

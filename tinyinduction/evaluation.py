@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 
 import numpy as np
@@ -86,8 +87,9 @@ class BackgroundEvaluationFailed(RuntimeError):
 
 def background_evaluation_unavailable() -> str | None:
     """Why evaluations cannot overlap training here (None if they can): the child needs
-    a second CPU, the fork start method (POSIX), and no other threads in this process
-    (forking a threaded process can leave a lock held in the child)."""
+    a second CPU, the fork start method (Linux and other POSIX systems but macOS), and
+    no other threads in this process (forking a threaded process can leave a lock held
+    in the child)."""
     try:
         n_cpus = len(os.sched_getaffinity(0))
     except AttributeError:            # not Linux
@@ -96,6 +98,8 @@ def background_evaluation_unavailable() -> str | None:
         return "one CPU"
     if "fork" not in multiprocessing.get_all_start_methods():
         return "no fork start method on this system"
+    if sys.platform == "darwin":    # Apple's system libraries (Accelerate's BLAS) may hang after fork
+        return "forking is not safe on macOS"
     if threading.active_count() > 1:
         return "other threads are running in this process"
     if multiprocessing.current_process().daemon:
