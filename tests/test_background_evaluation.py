@@ -149,3 +149,15 @@ def test_a_child_left_alone_by_its_parent_leaves(tmp_path):
     with pytest.raises(BackgroundEvaluationFailed):
         evaluator.busy = True
         evaluator.result(timeout=1)
+
+
+def test_clamped_runs_evaluate_the_same_in_the_child(started):
+    """The child evaluates through the run's clamps (here the two-pass clamp A, whose
+    links reach into another pass): forked, not pickled."""
+    from tinyinduction.subcircuits import build_clamps, parse_clamp_option
+    model, task, train_config = _short(steps=60)
+    clamps = build_clamps([parse_clamp_option("A")], model)
+    here, there = (train(model, task, train_config, clamps=clamps, log=lambda line: None,
+                         evaluate_in_background=background) for background in (False, True))
+    assert without_wall_time(here.history) == without_wall_time(there.history)
+    assert len(started) == 1
