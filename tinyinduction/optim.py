@@ -14,12 +14,17 @@ def flatten_params(params: dict) -> tuple[np.ndarray, dict]:
     names = list(params)
     dtype = np.result_type(*[params[n].dtype for n in names])
     flat = np.concatenate([np.asarray(params[n], dtype=dtype).ravel() for n in names])
+    return flat, param_views(flat, params)
+
+
+def param_views(flat: np.ndarray, like: dict) -> dict:
+    """{name: view of flat [P]} shaped as the arrays of `like`, in its order: the layout
+    of flatten_params(like)."""
     views, offset = {}, 0
-    for name in names:
-        size = params[name].size
-        views[name] = flat[offset:offset + size].reshape(params[name].shape)
-        offset += size
-    return flat, views
+    for name, value in like.items():
+        views[name] = flat[offset:offset + value.size].reshape(np.shape(value))
+        offset += value.size
+    return views
 
 
 def flatten_grads(grads: dict, names, out=None) -> np.ndarray:

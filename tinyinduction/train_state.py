@@ -16,7 +16,7 @@ import numpy as np
 from .checkpoint import checkpoint_state, load_params, write_checkpoint
 from .evaluation import BackgroundEvaluationFailed, evaluate_all, loss_weight
 from .model import init_params
-from .optim import Adam, flatten_params
+from .optim import Adam, flatten_params, param_views
 from .runs import HISTORY_FILE, checkpoint_path, checkpoint_paths, write_json, write_run
 
 
@@ -84,14 +84,6 @@ class _Pending(NamedTuple):
     flat: np.ndarray                # [P] the parameters it is evaluated on
     checkpoint: dict | None = None  # checkpoint_state of row.step, to write after the row
     log: bool = False               # print the progress line of row.step after the row
-
-
-def _unflatten(flat, like: dict):
-    """Views of flat [P] shaped as the arrays of `like`, in its order."""
-    offset = 0
-    for value in like.values():
-        yield flat[offset:offset + value.size].reshape(value.shape)
-        offset += value.size
 
 
 class TrainingRun:
@@ -174,7 +166,7 @@ class TrainingRun:
             evals = self.evaluator.result()
         except BackgroundEvaluationFailed as error:
             self.stop_background(error)
-            params_at_row = dict(zip(self.names, _unflatten(pending.flat, self.params)))
+            params_at_row = param_views(pending.flat, self.params)
             evals = evaluate_all(params_at_row, self.model_config, self.eval_sets, self.clamps)
         self.append_row(pending.row, evals)
         if pending.checkpoint is not None:
