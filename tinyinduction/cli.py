@@ -33,7 +33,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .config import PRESETS, preset
+from .presets import PRESETS, preset
 from .runs import check_output_dir, check_output_file
 from .train import TrainingDiverged
 

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ModelConfig, TaskConfig, TrainConfig
-from .runs import write_atomic
+from .config import ModelConfig, TrainConfig
+from .tasks.fewshot import TaskConfig
+from .jsonio import write_atomic
 
 SCHEDULER_TIMEOUT_S = 10
 _ORPHANED = threading.Event()   # set in a worker whose parent process died

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 
 from .. import __version__
-from ..runs import to_jsonable, write_atomic, write_json
+from ..jsonio import to_jsonable, write_atomic, write_json
 from ..sweep import run_grid
 from . import EXPERIMENTS
 

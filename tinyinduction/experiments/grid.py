@@ -16,7 +16,7 @@ import itertools
 import json
 from pathlib import Path
 
-from ..config import PRESETS, preset
+from ..presets import PRESETS, preset
 from ..subcircuits import parse_clamp_option
 from ..sweep import RunSpec
 

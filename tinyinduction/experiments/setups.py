@@ -9,7 +9,9 @@ quick: 2 layers x 4 heads, d_model 32, 10 training classes, lr 1e-3, 1,500 steps
 """
 from __future__ import annotations
 
-from ..config import ModelConfig, TaskConfig, TrainConfig, preset
+from ..config import ModelConfig, TrainConfig
+from ..presets import preset
+from ..tasks.fewshot import TaskConfig
 from ..tasks.fewshot import FewShotTask
 
 QUICK_STEPS = 1500
