@@ -202,23 +202,38 @@ def test_adam_in_place_equals_the_textbook_update(seed, n, steps, overwrite):
     np.testing.assert_allclose(optimizer.v, v, rtol=1e-10, atol=1e-15)
 
 
-@given(seed=seeds, D=small, T=st.integers(1, 5), H=small, B=small, E=small, first=st.integers(0, 4))
-def test_query_rows_projection_equals_the_full_one(seed, D, T, H, B, E, first):
-    """Keys and values everywhere, queries at some positions: the same numbers as the full
-    projection, and the same gradients as its backward with zero gradient elsewhere."""
+@given(seed=seeds, D=small, T=st.integers(1, 14), H=small, B=small, E=small, first=st.integers(0, 13),
+       wanted=st.sampled_from([(1, 1, 1), (1, 1, 0), (0, 1, 1), (0, 0, 1), (1, 0, 0)]))
+def test_projections_of_some_rows_and_some_kinds_equal_the_full_one(seed, D, T, H, B, E, first, wanted):
+    """Queries at some positions only, and only the projections read (None for the others):
+    the same numbers as the full projection, and the same gradients as its backward with
+    zero gradient elsewhere (T past ops.HEADS_OUTER_FROM too: both memory orders)."""
     rng = np.random.default_rng(seed)
     queries = slice(min(first, T - 1), None)
     x, W_Q, W_K, W_V = _rand(rng, D, T, B), _rand(rng, H, D, E), _rand(rng, H, D, E), _rand(rng, H, D, E)
-    (q, k, v), saved = ops.qkv_query_rows_forward(x, W_Q, W_K, W_V, queries)
+    weights = [W if want else None for W, want in zip((W_Q, W_K, W_V), wanted)]
+    (q, k, v), saved = ops.qkv_forward(x, *weights, query_rows=queries)
     (q_all, k_all, v_all), saved_all = ops.qkv_forward(x, W_Q, W_K, W_V)
-    for fast, plain in ((q, q_all[:, queries]), (k, k_all), (v, v_all)):
-        np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
-    dq, dk, dv = _rand(rng, *q.shape), _rand(rng, *k.shape), _rand(rng, *v.shape)
-    dq_all = np.zeros_like(q_all)
-    dq_all[:, queries] = dq
-    for fast, plain in zip(ops.qkv_query_rows_backward(dq, dk, dv, saved),
-                           ops.qkv_backward(dq_all, dk, dv, saved_all)):
-        np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
+    for fast, plain, want in ((q, q_all[:, queries], wanted[0]), (k, k_all, wanted[1]), (v, v_all, wanted[2])):
+        if want:
+            np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
+        else:
+            assert fast is None
+    grads = [_rand(rng, *a.shape) if a is not None else None for a in (q, k, v)]
+    full = [np.zeros_like(q_all), np.zeros_like(k_all), np.zeros_like(v_all)]
+    if wanted[0]:
+        full[0][:, queries] = grads[0]
+    for i in (1, 2):
+        if wanted[i]:
+            full[i] = grads[i]
+    fast = ops.qkv_backward(*grads, saved)
+    plain = ops.qkv_backward(*full, saved_all)
+    np.testing.assert_allclose(fast[0], plain[0], rtol=1e-12, atol=1e-12)
+    for d_fast, d_plain, want in zip(fast[1:], plain[1:], wanted):
+        if want:
+            np.testing.assert_allclose(d_fast, d_plain, rtol=1e-12, atol=1e-12)
+        else:
+            assert d_fast is None
 
 
 def test_freed_memory_is_kept_for_reuse(monkeypatch):

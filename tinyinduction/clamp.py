@@ -25,6 +25,7 @@ hook_result [B, T, H, D], hook_v [B, T, H, E], hook_logits [B, T, V].
 """
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,9 @@ class Link:
     transform:   None (the value is the source array itself), or an object with
                  forward(source, batch) -> value and backward(d_value, batch, source_shape)
                  -> d_source (the vector-Jacobian product), both in TransformerLens
-                 layout; e.g. Gather (below).
+                 layout; e.g. Gather (below). It may declare `source_positions`
+                 (plan.LAST: it reads the source's last position only), so that the
+                 source pass computes only that position (when nobody reads the cache).
     """
 
     source: str
@@ -352,11 +355,18 @@ def previous_token_target(n_positions: int, strength: float = 1.0) -> np.ndarray
     if isinstance(strength, bool) or not isinstance(strength, numbers.Real) \
             or not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength = {strength!r}: must be a number in [0, 1]")
+    return _previous_token_target(int(n_positions), float(strength)).copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _previous_token_target(n_positions, strength):
+    """previous_token_target, made once per size (a clamp asks for it on every step)."""
     pattern = np.zeros((n_positions, n_positions))
     rows = np.arange(1, n_positions)
     pattern[rows, rows - 1] = strength
     pattern[rows, rows] = 1.0 - strength
     pattern[0, 0] = 1.0
+    pattern.flags.writeable = False
     return pattern
 
 
@@ -372,7 +382,7 @@ def previous_token_pattern(layer: int, head: int, strength: float = 1.0,
 
     def value(batch, cache):
         n_positions = cache["hook_embed"].shape[1]
-        return previous_token_target(n_positions, strength)          # [T, T] broadcasts
+        return _previous_token_target(n_positions, float(strength))  # [T, T] broadcasts
 
     # label tokens of a few-shot sequence sit at the odd positions 1, 3, ..., 2C-1
     elements = np.s_[:, head, 1::2] if label_rows_only else np.s_[:, head]
