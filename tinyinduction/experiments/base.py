@@ -26,7 +26,8 @@ from typing import Any, Callable
 from .. import __version__
 from ..runs import to_jsonable, write_atomic, write_json
 from ..sweep import run_grid
-from . import EXPERIMENTS
+from . import EXPERIMENTS, provenance
+from .provenance import finished_before, training_seconds
 
 PAPER_SEED = 5
 
@@ -55,6 +56,7 @@ class Context:
     log: Callable = print
     text: str | None = None        # olsson: a user's text file or directory (--text)
     figure_files: list = field(default_factory=list)
+    runs: dict = field(default_factory=dict)    # "grid/name" -> {"reused", "train_seconds"}
 
     def train_runs(self, specs, grid: str | None = None) -> dict:
         """Train (or reuse) runs through the sweep runner; {name: sweep.RunSummary}.
@@ -63,8 +65,13 @@ class Context:
         """
         where = self.out / "runs" / grid if grid else self.out / "runs"
         label = f"reproduce {self.name}{' --quick' if self.quick else ''}" + (f" {grid}" if grid else "")
-        return run_grid(specs, where, jobs=self.jobs, scheduler=self.scheduler, grid_name=label,
-                        log=self.log)
+        reused = {spec.name: finished_before(where / spec.name, spec.train.steps) for spec in specs}
+        summaries = run_grid(specs, where, jobs=self.jobs, scheduler=self.scheduler, grid_name=label,
+                             log=self.log)
+        for name, summary in summaries.items():     # for results.json's meta (the results page)
+            self.runs[f"{grid}/{name}" if grid else name] = {
+                "reused": reused[name], "train_seconds": round(training_seconds(summary), 1)}
+        return summaries
 
     def figure_path(self, stem: str) -> Path:
         """Where to save figure `stem` (a PNG); remembered for results.json."""
@@ -120,6 +127,16 @@ def _write_text(path: Path, text: str):
     write_atomic(path, lambda handle: handle.write(data))
 
 
+def _provenance(ctx, started_at, load_start) -> dict:
+    """When, where and on what code the experiment ran, and its runs (trained or reused)."""
+    return {"started": started_at, "jobs": ctx.jobs, "machine": provenance.machine(),
+            "load": {"start": load_start, "end": provenance.load_average()},
+            "commit": provenance.commit(),
+            "runs": {"count": len(ctx.runs), "reused": sum(r["reused"] for r in ctx.runs.values()),
+                     "train_seconds": round(sum(r["train_seconds"] for r in ctx.runs.values()), 1),
+                     "each": ctx.runs}}
+
+
 def run_experiment(name: str, seed: int = PAPER_SEED, out=None, jobs: int = 1, quick: bool = False,
                    scheduler: str | None = None, figures=None, as_json: bool = False,
                    log=print, text: str | None = None) -> dict:
@@ -141,14 +158,15 @@ def run_experiment(name: str, seed: int = PAPER_SEED, out=None, jobs: int = 1, q
     out.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     ctx = Context(name, seed, out, jobs, quick, scheduler, figures, log, text=text)
-    started = time.perf_counter()
+    started, started_at, load_start = time.perf_counter(), provenance.now(), provenance.load_average()
     log(f"reproduce {name}{' (quick setting)' if quick else ''}: seed {seed}, runs and results "
         f"in {out}, figures in {figures}, {jobs} job{'s' if jobs > 1 else ''}")
     results = module.run(ctx)
     wall = time.perf_counter() - started
     results = to_json({**results, "meta": {"experiment": name, "quick": quick, "seed": seed,
                                            "wall_seconds": round(wall, 1), "version": __version__,
-                                           "figures": ctx.figure_files}})
+                                           "figures": ctx.figure_files, **_provenance(ctx, started_at,
+                                                                                     load_start)}})
     write_json(out / "results.json", results, indent=1)
     rows = module.table(results)
     _write_text(out / "table.md", format_table(rows, markdown=True) + "\n")
