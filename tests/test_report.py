@@ -57,7 +57,11 @@ def test_stored_results_cover_every_experiment():
     assert sorted(p.stem for p in STORED.glob("*.json")) == sorted(EXPERIMENTS)
 
 
-def test_the_quick_page_holds_every_experiment(stored_run, tmp_path):
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_quick_page_holds_every_experiment(stored_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)         # report() links are written from the repository's root
     path = report.run_all(jobs=2, quick=True, out=tmp_path, log=lambda *a: None)
     assert path == tmp_path / "REPORT.md"
     assert [name for name, _ in stored_run] == list(EXPERIMENTS)          # every one, in order
@@ -82,6 +86,8 @@ def test_the_quick_page_holds_every_experiment(stored_run, tmp_path):
     assert len(rows) == expected >= 8
     for anchor in re.findall(r"\]\(#([^)]+)\)", text):                   # links inside the page
         assert anchor in {report.slug(title) for title in found}, anchor
+    for target in re.findall(r"(?<!!)\[[^\]]*\]\(([^)#:]+\.md)[#)]", text):  # links to the documents
+        assert (path.parent / target).is_file(), target
 
 
 def test_every_number_of_a_report_follows_its_results(tmp_path):
@@ -132,7 +138,10 @@ def test_a_stop_ends_the_sequence_and_writes_no_page(monkeypatch, tmp_path):
     assert "continues" in lines[-1]
 
 
-def test_reproduce_all_refuses_options_it_does_not_take(capsys):
+def test_reproduce_all_refuses_options_it_does_not_take(capsys, monkeypatch):
+    def must_not_run(**options):       # a broken refusal would start every experiment
+        raise AssertionError("reproduce all ran")
+    monkeypatch.setattr(report, "run_all", must_not_run)
     assert main(["reproduce", "all", "--seed", "6"]) == 2
     err = capsys.readouterr().err.strip()
     assert "reproduce all does not take --seed" in err and len(err.splitlines()) == 1
@@ -149,11 +158,11 @@ def test_reproduce_all_quick_end_to_end_with_the_toy(tmp_path, capsys):
     assert meta["machine"]["cores"] >= 1 and meta["machine"]["cpu"]
     assert meta["started"].endswith("UTC")
     text = path.read_text()
-    assert "## The toy model" in text and "1 trained here, 0 reused" in text
+    assert "## The toy model" in text and "1 trained here and 0 reused" in text
     for figure in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (path.parent / figure).stat().st_size > 10_000, figure      # real PNGs
     report.run_all(quick=True, out=out, names=["toy"], log=lambda *a: None)
-    assert "0 trained here, 1 reused" in path.read_text()
+    assert "0 trained here and 1 reused" in path.read_text()
 
 
 def test_provenance_names_this_checkout():
