@@ -275,11 +275,14 @@ def _bold(text, met) -> str:
 
 
 def _sweep_table(results) -> str:
+    """Every swept table; bold: a target met (at the paper's setting only)."""
+    quick = results.get("meta", {}).get("quick")
     rows = ["| setting (changes from the recipe before the sweep) | effective rank | held-out in "
             "training span | learning time (steps) | held-out classes final loss | relabel final "
             "loss | plateau |", "|---|---|---|---|---|---|---|"]
     for name, p in results["points"].items():
-        stats, met = p["statistics"], p["meets_target"]
+        stats = p["statistics"]
+        met = {k: v and not quick for k, v in p["meets_target"].items()}
         label = "none (recipe before the sweep)" if name == "old" else f"`{name}`"
         if name == results.get("chosen_point"):
             label += " **(chosen)**"
@@ -298,6 +301,32 @@ def _rho(results, stat, against="learning_time") -> str:
     return fixed(value, "+.2f")
 
 
+def _shared_mean(points) -> str:
+    """Halving and doubling the shared mean (the paper's sweep has both points)."""
+    moved = [(n, points[n]) for n in ("mean_scale=0.5", "mean_scale=2") if n in points]
+    if len(moved) < 2:
+        return ""
+    return (" Halving or doubling the shared mean (between-class cosine "
+            + " or ".join(fixed(p["statistics"]["between_class_cosine"], ".2f") for _, p in moved)
+            + f", {fixed(points['old']['statistics']['between_class_cosine'], '.2f')} before) moves the "
+            f"drop from {format_value(points['old']['learning_time'])} to "
+            + " or ".join(format_value(p["learning_time"]) for _, p in moved) + " steps.")
+
+
+def _relabel(results) -> str:
+    """Relabel: does the earliest drop also generalise to new label pairs?"""
+    swept = {n: p for n, p in results["points"].items()
+             if p["recipe"] is not None and p["learning_time"] is not None}
+    if not swept:
+        return ""
+    first = min(swept, key=lambda n: swept[n]["learning_time"])
+    met = [n for n, p in swept.items() if p["meets_target"]["relabel"]]
+    return (f"- **Relabel**: the table that drops earliest (`{first}`, step "
+            f"{format_value(swept[first]['learning_time'])}) ends at relabel loss "
+            f"{fixed(swept[first]['relabel'])}; relabel <= {results['target']['relabel']} on "
+            + (", ".join(f"`{n}`" for n in met) if met else "no table") + ".")
+
+
 def report(results) -> str:
     points, paper, target = results["points"], results["paper"], results["target"]
     quick = results.get("meta", {}).get("quick")
@@ -308,7 +337,7 @@ def report(results) -> str:
     lines = [
         "The paper's exemplars are ResNet18 features of Omniglot images, which cannot be "
         "downloaded here: our tables are stand-ins ([the few-shot task and its stand-in features]"
-        "(../tinyinduction/README.md#the-few-shot-task-and-its-stand-in-features)). This experiment "
+        "(tinyinduction/README.md#the-few-shot-task-and-its-stand-in-features)). This experiment "
         f"trains the seed-{results['meta']['seed']} run on each table of a sweep of the generator's "
         "settings, one group of knobs moved at a time from the recipe used before the sweep, "
         + ("and on the glyph table (rendered characters), " if "glyphs" in points else "")
@@ -362,9 +391,12 @@ def report(results) -> str:
               f"- **The effective rank of the classes and the timing**: rho = "
               f"{_rho(results, 'effective_rank')} with the learning time "
               f"({_rho(results, 'embedded_effective_rank')} after the network's exemplar embedding "
-              "and LayerNorm at initialisation). Classes that differ along a few strong directions "
-              "give the query-key match a few large signals to grow on, as in the toy model, where "
-              "a larger target shortens the plateau. Held-out classes that lie in the span of the "
+              "and LayerNorm at initialisation)."
+              + (" A lower rank, an earlier drop: classes that differ along a few strong directions "
+                 "give the query-key match a few large signals to grow on, as in the toy model, where "
+                 "a larger target shortens the plateau."
+                 if (results["correlation"].get("effective_rank", {}).get("learning_time") or 0) > 0.5
+                 else "") + " Held-out classes that lie in the span of the "
               f"training classes: rho = {_rho(results, 'heldout_in_train_span')} with the learning "
               f"time, {_rho(results, 'heldout_in_train_span', 'heldout_classes')} with the held-out "
               "loss.",
@@ -377,7 +409,7 @@ def report(results) -> str:
                  if "all_scales_x2" in points else ""),
               f"- **The shared mean, the nearest class**: rho = {_rho(results, 'shared_fraction')} "
               f"for the shared fraction, {_rho(results, 'nearest_class_margin')} for the nearest-class "
-              "margin.", ""]
+              "margin." + _shared_mean(points), _relabel(results), ""]
     if chosen is not None:
         met_all = [n for n, p in swept.items() if all(p["meets_target"].values())]
         lines += [
@@ -393,7 +425,7 @@ def report(results) -> str:
     if "glyphs" in points:
         g = points["glyphs"]["statistics"]
         lines += [
-            "**A table of real images: glyphs** ([how it is made](../tinyinduction/README.md"
+            "**A table of real images: glyphs** ([how it is made](tinyinduction/README.md"
             "#the-few-shot-task-and-its-stand-in-features)). Its statistics are not the generated "
             f"table's: between-class cosine {fixed(g['between_class_cosine'], '.2f')} (the random network's "
             f"features share much more), within-class {fixed(g['within_class_cosine'], '.2f')}, "

@@ -401,7 +401,7 @@ def report(results) -> str:
         "experiment repeats their small-model arguments on a text every Python installation has: "
         f"its standard library's source ({fingerprint['files']:,} files, "
         f"{fingerprint['characters']:,} characters, character tokens; the text, the smeared key "
-        "and the measures: [reference manual](../tinyinduction/README.md#text-tasks-and-olsson-et-als-measures)).",
+        "and the measures: [reference manual](tinyinduction/README.md#text-tasks-and-olsson-et-als-measures)).",
         "",
         f"**The setting.** Attention-only, RoPE, pre-LayerNorm, {s['n_heads']} heads of {s['d_head']} "
         f"per layer, d_model {s['d_model']}, context {text['n_ctx']} characters, Adam lr "
@@ -410,8 +410,10 @@ def report(results) -> str:
         f"{text['repeat_fraction']:g} of the training windows repeat a span of real text (a window is "
         "its own first few characters over and over, so only copying, not a fixed offset, predicts "
         "it): on plain characters an induction head has almost nothing to gain (lesson 06 measures "
-        "why), and a 2-layer model trained on plain text for the same steps forms no induction head "
-        "(the `2L_plain_text` control, when it is run). The ICL score is measured on plain held-out "
+        "why)"
+        + (f"; the 2-layer model trained on plain text for the same steps (`{CONTROL}`, the control) "
+           f"reaches a best prefix-matching score of {m[CONTROL]['max_prefix_matching']:.2f}"
+           if CONTROL in m else "") + ". The ICL score is measured on plain held-out "
         f"windows, as Olsson et al. do (positions {format_value(s['icl_positions'])}, each averaged "
         f"over +-{s['icl_band']} positions, {s['n_eval_windows']} windows).",
         "",
@@ -436,11 +438,12 @@ def report(results) -> str:
         "- **The ICL score across the 2-layer phase change** (mean before, after): "
         + (_fmt_pair(around) if around else "no phase change") + " (Olsson et al.: a jump to about "
         "-0.4 nats).",
-        f"- **Ablation** of the 2-layer model's induction heads ({format_value(a['induction_heads'])}; "
+        f"- **Ablation** of the 2-layer model's induction heads "
+        f"({', '.join(f'L{l}H{h}' for l, h in a['induction_heads'])}; "
         f"{a['rule']}): ICL score on plain windows {a['clean_icl_score']:+.3f} clean, "
         f"{a['induction_heads_icl_score']:+.3f} with them zeroed, "
-        f"{format_value(a['other_heads_icl_score'])} with as many other heads zeroed (mean of "
-        f"{len(a['other_head_sets'])} sets); on repeated windows {a['repeated']['clean_icl_score']:+.3f}, "
+        f"{format_value(a['other_heads_icl_score'])} with as many other heads zeroed (mean over "
+        f"{len(a['other_head_sets'])} head set(s)); on repeated windows {a['repeated']['clean_icl_score']:+.3f}, "
         f"{a['repeated']['induction_heads_icl_score']:+.3f} and "
         f"{format_value(a['repeated']['other_heads_icl_score'])}. Olsson et al.: "
         f"{PAPER['ablation']}.",

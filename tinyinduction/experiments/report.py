@@ -11,6 +11,8 @@ What an experiment module gives the page, beside NAME, SUMMARY, run and table:
     TITLE                         the section's heading
     FIGURES = {stem: caption}     a caption for each figure stem (ctx.figure_path's stem,
                                   without _quick), in the order the page shows them
+    (links in report() prose are written from the repository's root, e.g.
+    [the model](tinyinduction/README.md#the-model); the page makes them relative to itself)
     report(results) -> str        Markdown after the table: the setting, what agrees with
                                   the paper, what differs and why. Every number in it is
                                   formatted from `results` (paper numbers from the module's
@@ -139,8 +141,8 @@ def provenance_line(name: str, meta: dict) -> str:
     runs = meta.get("runs") or {}
     count, reused = runs.get("count", 0), runs.get("reused", 0)
     trained = count - reused
-    run_text = (f"{count} run{'s' if count != 1 else ''}: {trained} trained here, {reused} reused "
-                f"(their own training time, summed: {_seconds(runs.get('train_seconds'))})"
+    run_text = (f"{count} run{'s' if count != 1 else ''}, {trained} trained here and {reused} reused; "
+                f"the runs' own training time, summed: {_seconds(runs.get('train_seconds'))}"
                 if count else "no training runs")
     setting = "quick setting" if meta.get("quick") else "the paper's setting"
     seed = f", seed {meta['seed']}" if meta.get("seed") is not None else ""
@@ -171,13 +173,26 @@ def figures_markdown(name: str, module, results: dict, page_dir: Path) -> str:
     return "\n\n".join(blocks)
 
 
+LINK = re.compile(r"\]\((?![a-z]+:|#|/)([^)\s]+)\)")
+
+
+def relink(markdown: str, page_dir: Path) -> str:
+    """Links of report() prose are written from the repository's root (the working
+    directory); on the page they must start from the page's directory."""
+    def move(match):
+        path, _, anchor = match.group(1).partition("#")
+        moved = Path(os.path.relpath(Path(path).resolve(), page_dir.resolve())).as_posix()
+        return f"]({moved}{'#' + anchor if anchor else ''})"
+    return LINK.sub(move, markdown)
+
+
 def section(name: str, results: dict, page_dir: Path) -> str:
     module = load(name)
     title = getattr(module, "TITLE", module.SUMMARY)
     parts = [f"## {title}", provenance_line(name, results.get("meta", {})),
              format_table(module.table(results), markdown=True)]
     if hasattr(module, "report"):
-        prose = module.report(results).strip()
+        prose = relink(module.report(results).strip(), page_dir)
         if prose:
             parts.append(prose)
     figures = figures_markdown(name, module, results, page_dir)
@@ -246,8 +261,9 @@ def write_page(results_by_name: dict, path, command: str, quick: bool) -> str:
     lines += [STAND_IN, "", "## Headline results", "",
               headline_table(results_by_name, link="#"), "",
               "## The experiments", "",
-              "| experiment | what it reproduces | runs (trained here, reused) | wall time | load at start, end |",
-              "|---|---|---|---|---|"]
+              "| experiment | what it reproduces | runs (trained here, reused) | wall time | runs' own "
+              "training time, summed | load at start, end |",
+              "|---|---|---|---|---|---|"]
     for name, results in results_by_name.items():
         module, meta = load(name), results.get("meta", {})
         runs = meta.get("runs") or {}
@@ -255,9 +271,12 @@ def write_page(results_by_name: dict, path, command: str, quick: bool) -> str:
         loads = ", ".join(f"{v[0]:.1f}" for v in (load_.get("start"), load_.get("end")) if v) or "-"
         lines.append(f"| [`{name}`](#{slug(getattr(module, 'TITLE', module.SUMMARY))}) | {module.SUMMARY} | "
                      f"{runs.get('count', 0)} ({runs.get('count', 0) - runs.get('reused', 0)}, "
-                     f"{runs.get('reused', 0)}) | {_seconds(meta.get('wall_seconds'))} | {loads} |")
-    lines += ["", "A run that was reused did not train in this call: its own training time is in "
-              "its section. Wall times depend on the machine and on what else ran on it (the load).", ""]
+                     f"{runs.get('reused', 0)}) | {_seconds(meta.get('wall_seconds'))} | "
+                     f"{_seconds(runs.get('train_seconds'))} | {loads} |")
+    lines += ["", "A reused run did not train in this call: the wall time then covers the analysis "
+              "only, and the runs' own training time (whenever they trained, summed over runs that may "
+              "have run side by side) says what training cost. Both depend on the machine and on what "
+              "else ran on it (the load).", ""]
     text = "\n".join(lines) + "\n" + "\n\n".join(
         section(name, results, page_dir) for name, results in results_by_name.items()) + "\n"
     data = text.encode()

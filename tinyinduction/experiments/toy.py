@@ -147,7 +147,7 @@ def report(results) -> str:
     ordered = sorted(rms, key=lambda d: rms[d])
     steps = vector["transition_step"]
     return "\n".join([
-        "The toy model (its maths: [the reference manual](../tinyinduction/README.md"
+        "The toy model (its maths: [the reference manual](tinyinduction/README.md"
         "#the-toy-model-why-the-phase-change-is-a-plateau-and-then-a-drop)) is a product of D "
         "factors trained by gradient flow; clamping a factor at its target removes it from the "
         f"product. With D = {scalar['depth']}, s = {scalar['s']:g}, w0 = {scalar['w0']:g}, "
