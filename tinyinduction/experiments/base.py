@@ -132,8 +132,14 @@ def run_experiment(name: str, seed: int = PAPER_SEED, out=None, jobs: int = 1, q
         raise ValueError(f"--out {str(out)!r}: give a directory for the runs and results")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a directory")
+    if text is not None and (not isinstance(text, str) or not text.strip()):
+        raise ValueError(f"--text {text!r}: give the path of a text file or directory (without "
+                         "--text, olsson reads the Python standard library)")
     if text is not None and name != "olsson":
         raise ValueError(f"--text {text!r}: only the olsson experiment trains on text")
+    if text is not None:
+        from ..tasks.text import list_files
+        list_files(text)              # a path that is not text is refused before anything is written
     # quick runs and runs on a user's text never replace the committed figures
     figures = Path(figures) if figures is not None else (out / "figures" if quick or text else Path("figures"))
     if figures.exists() and not figures.is_dir():

@@ -67,6 +67,9 @@ def expand(spec: dict) -> list[RunSpec]:
                              f"{SECTIONS} and a field of that config")
         if not isinstance(values, list) or not values:
             raise ValueError(f"grid spec: axis {key!r} is empty; give a non-empty list of values")
+        for value in values:
+            if values.count(value) > 1:
+                raise ValueError(f"grid spec: axis {key}: {value!r} is given twice")
         axes.append((section, field, values))
     names = [field for _, field, _ in axes]
     short = len(set(names)) == len(names)
@@ -99,6 +102,9 @@ def spec_from_flags(preset_name, grid_flags, clamp_flags, name=None) -> dict:
                 parsed.append(text)
         if values.strip() == "":
             parsed = []
+        if key.strip() in grid:
+            raise ValueError(f"--grid {key.strip()} is given twice; give every value of an axis "
+                             "in one --grid")
         grid[key.strip()] = parsed
     return {"name": name or "sweep", "preset": preset_name, "clamps": list(clamp_flags or []),
             "grid": grid}
