@@ -4,7 +4,6 @@ not text."""
 import pytest
 
 from tinyinduction.cli import main
-from tinyinduction.exercises.student import main as exercises_main
 
 
 def one_line_error(capsys):
@@ -29,13 +28,6 @@ def test_duplicated_keys_and_options_are_refused(tmp_path, capsys, argv, words):
     assert main(argv + ["--out", str(out)]) == 2
     assert words in one_line_error(capsys)
     assert not out.exists()
-
-
-def test_exercises_refuse_lesson_numbers_beside_solution(capsys):
-    assert exercises_main(["01", "--solution", "attention_pattern"]) == 2
-    assert "give it alone" in one_line_error(capsys)
-    assert exercises_main(["--list", "01"]) == 2
-    assert "give it alone" in one_line_error(capsys)
 
 
 def test_text_paths_that_are_not_text_are_refused(tmp_path, capsys):

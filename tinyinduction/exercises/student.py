@@ -119,11 +119,6 @@ def main(argv=None) -> int:
                         help="overwrite an existing exercise file (it is copied to a .bak file first)")
     args = parser.parse_args(argv)
     try:
-        if args.solution and (args.lessons or args.all or args.list):
-            raise ValueError(f"--solution {args.solution}: give it alone (lesson numbers, --all "
-                             "and --list would be ignored)")
-        if args.list and (args.lessons or args.all):
-            raise ValueError("--list lists every lesson's exercises; give it alone")
         if args.solution:
             show_solution(args.solution)
             return 0
