@@ -123,7 +123,7 @@ print(previous_token_target(5, 0.8))
 
 # %% [markdown]
 # A clamp puts such a pattern into the cache in place of what head 3 of layer 0
-# computed; everything downstream then uses it (lesson 04 uses clamps to take the
+# computed; everything downstream then uses it (lesson 05 uses clamps to take the
 # circuit apart).
 #
 # ### Predict first

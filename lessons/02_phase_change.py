@@ -225,7 +225,7 @@ save_figure(fig, FIGURES / "02_phase_change.png")
 # part helps the loss alone: a previous-token head is useless without a head that
 # reads it, and an induction head has nothing to match without the previous-token
 # head. So neither grows until both have started, which is what the plateau is (lesson
-# 05 makes this exact with a toy model). One head of each layer takes the job: the
+# 04 makes this exact with a toy model). One head of each layer takes the job: the
 # purple line marks the drop.
 #
 # ## Attention patterns on the plateau and after the drop

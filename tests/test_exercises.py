@@ -16,7 +16,7 @@ NAMES = sorted(EXERCISES)
 
 
 def test_every_lesson_module_registers_exercises():
-    assert {ex.lesson for ex in EXERCISES.values()} >= {"01", "02", "05"}
+    assert {ex.lesson for ex in EXERCISES.values()} >= {"01", "02", "04"}
     for ex in EXERCISES.values():
         assert ex.docstring.strip(), f"{ex.name} has no task docstring"
         assert ex.cases(), f"{ex.name} has no cases"
@@ -181,7 +181,7 @@ def test_tl_layout_gives_the_numbers_of_the_feature_major_ops(n_batch, n_positio
 # ---------------------------------------------------------------- exercise versions of the lessons
 
 
-LESSON_05 = '''"""A lesson."""
+LESSON_04 = '''"""A lesson."""
 # %%
 from tinyinduction.exercises import check
 from tinyinduction.paths import figures_dir
@@ -199,7 +199,7 @@ check("closed_form_product", closed_form_product)
 
 def test_exercise_version_replaces_solution_lines_by_a_stub(tmp_path, monkeypatch):
     monkeypatch.setenv("TINYINDUCTION_FIGURES", str(tmp_path))
-    text = exercise_version(LESSON_05, "05")
+    text = exercise_version(LESSON_04, "04")
     assert "# SOLUTION" not in text and "from tinyinduction.toy import" not in text
     assert "def product_gradient(w, s):" in text and "raise NotImplementedError" in text
     assert 'figures_dir("exercises")' in text
@@ -208,33 +208,33 @@ def test_exercise_version_replaces_solution_lines_by_a_stub(tmp_path, monkeypatc
     with pytest.raises(ExerciseFailed):
         exec(compile(text, "exercise_version", "exec"), namespace)
     with pytest.raises(ValueError, match="no line ending in '# SOLUTION'"):
-        exercise_version(LESSON_05.replace("product_gradient  # SOLUTION", "product_gradient"), "05")
+        exercise_version(LESSON_04.replace("product_gradient  # SOLUTION", "product_gradient"), "04")
     with pytest.raises(ValueError, match=r"\['closed_form_product'\] are declared but have no"):
-        exercise_version(LESSON_05.split("# %%\n# EXERCISE: closed")[0], "05")
-    with pytest.raises(ValueError, match="not declared for lesson 05"):
-        exercise_version(LESSON_05.replace("EXERCISE: product_gradient",
-                                                          "EXERCISE: product_gradients"), "05")
+        exercise_version(LESSON_04.split("# %%\n# EXERCISE: closed")[0], "04")
+    with pytest.raises(ValueError, match="not declared for lesson 04"):
+        exercise_version(LESSON_04.replace("EXERCISE: product_gradient",
+                                                          "EXERCISE: product_gradients"), "04")
     with pytest.raises(ValueError, match="must not be indented"):
-        exercise_version(LESSON_05.replace("from tinyinduction.toy", "    from tinyinduction.toy"), "05")
+        exercise_version(LESSON_04.replace("from tinyinduction.toy", "    from tinyinduction.toy"), "04")
 
 
 def test_command_line_writes_keeps_student_work_and_lists(tmp_path, capsys):
     lessons = tmp_path / "lessons"
     lessons.mkdir()
-    (lessons / "05_toy.py").write_text(LESSON_05)
+    (lessons / "04_toy.py").write_text(LESSON_04)
     out = tmp_path / "exercises"
-    args = ["05", "--lessons-dir", str(lessons), "--out", str(out)]
+    args = ["04", "--lessons-dir", str(lessons), "--out", str(out)]
     assert main(args) == 0
-    written = out / "05_toy.py"
+    written = out / "04_toy.py"
     assert "def closed_form_product(t, depth, s, w0, tau):" in written.read_text()
     written.write_text("my work")
     assert main(args) == 2
     assert "exists (your work?); it is kept" in capsys.readouterr().err
     assert written.read_text() == "my work"
     assert main(args + ["--force"]) == 0
-    assert (out / "05_toy.py.1.bak").read_text() == "my work"
+    assert (out / "04_toy.py.1.bak").read_text() == "my work"
     assert main(["--list"]) == 0
-    assert "lesson 05: product_gradient, closed_form_product" in capsys.readouterr().out
+    assert "lesson 04: product_gradient, closed_form_product" in capsys.readouterr().out
     assert main(["--solution", "closed_form_product"]) == 0
     assert "def closed_form_product" in capsys.readouterr().out
     assert main(["07", "--lessons-dir", str(lessons), "--out", str(out)]) == 2

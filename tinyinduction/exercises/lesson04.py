@@ -1,98 +1,87 @@
-"""Lesson 04's exercises: the ideal match pattern (clamp B) and the backward pass of the
-shift that clamp A uses to hand layer 1 "perfect previous tokens".
+"""Lesson 04's exercises: the gradient of the product model and its closed forms.
 
-Right answers: the package's subcircuits.match_target, and central finite differences
-of subcircuits.shift_middle_forward.
+Right answers: central finite differences of toy.product_loss, and the numerical ODE
+solution toy.simulate_flow (scipy's solve_ivp at rtol 1e-11).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..subcircuits import match_target, shift_middle_backward, shift_middle_forward
-from ..tasks.fewshot import FewShotBatch
+from .. import toy
 from .core import Case, Exercise, numerical_gradient, register
 
 
-def _batch(query_pair):
-    query_pair = np.asarray(query_pair)
-    return FewShotBatch(None, None, None, query_pair, None)
-
-
-def _match_cases(rng):
+def _gradient_cases(rng):
     cases = []
-    for description, query_pair, s, n_positions in (
-            ("3 sequences, s = 1 (a perfect induction head)", [0, 1, 0], 1.0, 5),
-            ("4 sequences, s = 0.7", [1, 1, 0, 1], 0.7, 5),
-            ("2 sequences, s = 0 (always the wrong label)", [0, 1], 0.0, 5),
-            ("3 context pairs (T = 7), s = 0.4: the rest shared by the two other labels",
-             list(rng.integers(0, 3, 5)), 0.4, 7)):
-        batch = _batch(query_pair)
-        cases.append(Case(description, (batch, s, n_positions), match_target(batch, s, n_positions),
-                          "the package's subcircuits.match_target", rtol=1e-12, atol=1e-12))
+    for w, s in ((np.array([0.5]), 1.0), (np.array([0.2, 0.3]), 1.0),
+                 (rng.uniform(0.05, 0.6, 3), 2.0), (np.array([0.3, 0.0, 1.2, -0.7]), 1.5)):
+        expected = numerical_gradient(lambda x, s=s: toy.product_loss(x, s), w)
+        cases.append(Case(f"D={w.size}, w={np.round(w, 3).tolist()}, s={s:g}", (w, s), expected,
+                          "central finite differences of toy.product_loss", rtol=1e-6, atol=1e-9))
     return cases
 
 
 register(Exercise(
-    name="match_target",
+    name="product_gradient",
     lesson="04",
-    solution=match_target,
-    make_cases=_match_cases,
+    solution=toy.product_gradient,
+    make_cases=_gradient_cases,
     task="""
-    The query row that clamp B (match) puts into one layer-1 head -> [B, 1, 1, T].
+    Gradient of the toy loss L = 1/2 (s - u)^2 with u = w_1 w_2 ... w_D.
 
-    batch.query_pair [B]: which context pair has the query's class (0..C-1);
-    s: the weight on the correct label; n_positions: T = 2C + 1 (x1 l1 ... xC lC xq).
-    Label of pair c sits at position 2c + 1.
+    w [D] (floats, any of them may be 0), s a number -> dL/dw [D].
 
-    row[b, 0, 0, 2 * query_pair[b] + 1] = s
-    row[b, 0, 0, other label positions] = (1 - s) / (C - 1)
-    row[b, 0, 0, exemplar positions and the query] = 0
-    (The two leading 1-axes let it broadcast over heads and query rows.)
+    dL/dw_i = -(s - u) times the product of every factor except w_i. Do not divide
+    u by w_i: a factor may be 0 (np.prod over the others, or cumulative products,
+    works).
     """,
-    output_names=("row",),
-    output_axes=(("sequence", "head", "query", "key"),),
-    hint="start from zeros (B, 1, 1, T); set the odd positions 1..T-2 to (1-s)/(C-1), then the right one to s",
+    output_names=("dL/dw",),
+    output_axes=(("factor",),),
+    hint="for each i multiply the other factors: np.prod(np.delete(w, i)), then times -(s - u)",
     wrong_answers=(
-        ("s on label 1 always", lambda batch, s, n: np.broadcast_to(
-            np.where(np.arange(n) == 1, s, np.where(np.arange(n) % 2 == 1, 1 - s, 0.0)) * (np.arange(n) < n - 1),
-            (len(batch.query_pair), 1, 1, n)).copy()),
+        ("forgets the minus sign", lambda w, s: -toy.product_gradient(w, s)),
+        ("divides by w_i", lambda w, s: -(s - np.prod(w)) * np.prod(w) / np.asarray(w)),
     ),
 ))
 
 
-def _shift_cases(rng):
+def _closed_form_cases(rng):
     cases = []
-    for shape in ((1, 5, 1), (3, 5, 4), (2, 7, 3), (2, 3, 2)):
-        d_y = rng.standard_normal(shape)
-        x = rng.standard_normal(shape)
-        # d loss / d x for loss = sum(d_y * shift(x)): finite differences, not the solution
-        expected = numerical_gradient(lambda v: float((d_y * shift_middle_forward(v)).sum()), x)
-        cases.append(Case(f"d_y of shape {shape}", (d_y,), expected,
-                          "central finite differences of shift_middle_forward", rtol=1e-6, atol=1e-8))
+    for depth, s, w0, tau in ((1, 1.0, 0.1, 1.0), (2, 1.0, 0.1, 1.0), (2, 2.5, 0.05, 3.0),
+                              (1, 0.7, float(rng.uniform(0.05, 0.5)), 0.4), (2, 1.0, 1e-3, 1.0)):
+        t_end = 1.5 * toy.transition_time(depth, s, w0, tau)
+        t = np.linspace(0.0, t_end, 40)
+        expected = toy.simulate_flow(t, [w0] * depth, s, tau).prod(axis=1)
+        cases.append(Case(f"D={depth}, s={s:g}, w0={w0:.3g}, tau={tau:g}, t from 0 to {t_end:.3g}",
+                          (t, depth, s, w0, tau), expected,
+                          "the numerical solution toy.simulate_flow (solve_ivp)", rtol=1e-6, atol=1e-10))
     return cases
 
 
 register(Exercise(
-    name="shift_middle_backward",
+    name="closed_form_product",
     lesson="04",
-    solution=shift_middle_backward,
-    make_cases=_shift_cases,
+    solution=toy.closed_form_product,
+    make_cases=_closed_form_cases,
     task="""
-    Backward of the shift that clamp A applies to the embeddings.
+    The product u(t) = w(t)^D of D equal factors under gradient flow, for D = 1 and 2.
 
-    Forward (shift_middle_forward): x [B, T, D] -> y [B, T, D] with
-        y[:, i] = x[:, i - 1] for i = 1 .. T-2,  y[:, 0] = x[:, 0],  y[:, T-1] = x[:, T-1].
-    Given d_y = d loss / d y [B, T, D], return d_x = d loss / d x [B, T, D].
+    t [n] times >= 0, depth D (1 or 2), target s > 0, initial factor w0 in
+    (0, s^(1/D)), time constant tau > 0 -> u [n].
 
-    Every y position copies one x position, so its gradient goes back there; an x
-    position copied twice gets the sum of both gradients.
+    Every factor follows tau dw/dt = w^(D-1) (s - w^D) from w(0) = w0.
+    D = 1: a linear equation, solve it directly.
+    D = 2: write the equation for u = w^2: tau du/dt = 2 u (s - u), a logistic
+    equation; separate variables (partial fractions) and solve for u.
+    (D = 3 is in the package too, but the check only asks for D = 1 and 2.)
     """,
-    output_names=("d_x",),
-    output_axes=(("sequence", "position", "feature"),),
-    hint="x[:, 0] is copied into y[:, 0] and y[:, 1]; x[:, T-2] into nothing",
+    output_names=("u",),
+    output_axes=(("time index",),),
+    hint="test your formula at t = 0 (u must be w0^D) and for large t (u must approach s)",
     wrong_answers=(
-        ("shifts the gradient the same way as the forward", shift_middle_forward),
-        ("forgets that x[:, 0] is used twice", lambda d_y: np.concatenate(
-            [d_y[:, :1], d_y[:, 2:-1], np.zeros_like(d_y[:, :1]), d_y[:, -1:]], axis=1)),
+        ("D = 2 with the D = 1 time constant",
+         lambda t, depth, s, w0, tau: toy.closed_form_product(t, depth, s, w0, tau if depth == 1 else 2 * tau)),
+        ("returns the factor w, not the product u",
+         lambda t, depth, s, w0, tau: toy.closed_form_factor(t, depth, s, w0, tau)),
     ),
 ))

@@ -17,7 +17,7 @@ Where things live (every name is also importable from tinyinduction.toy):
                 w_i^2 - w_j^2, gradient descent, clamping
     vector.py   Singh et al.'s vector model (a, b, c in R^N, rank-1 target) with clamping
     fit.py      a fit of the scalar model to a measured loss curve
-    plots.py    the figures (the toy command's and lesson 05's)
+    plots.py    the figures (the toy command's and lesson 04's)
     cli.py      run_cli(argv) for `python -m tinyinduction toy`
     checks.py   argument checks: every error names the argument, its value, what is allowed
 

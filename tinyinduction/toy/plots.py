@@ -1,4 +1,4 @@
-"""Figures of the toy model (the `toy` command and lesson 05). Each function draws from
+"""Figures of the toy model (the `toy` command and lesson 04). Each function draws from
 numbers computed elsewhere, writes one PNG and returns its path; nothing is printed.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Lesson 05: a toy model of why induction heads appear suddenly.
+"""Lesson 04: a toy model of why induction heads appear suddenly.
 
 Learning objectives. After this lesson you can
 - explain why a circuit whose parts only help together learns with a plateau and then
@@ -11,8 +11,8 @@ Learning objectives. After this lesson you can
 - reproduce Singh et al.'s vector toy with clamping (their Fig. 5a);
 - fit the toy to a network's loss curve and say what such a fit can and cannot tell.
 
-Exercises: `python -m tinyinduction.exercises 05` writes
-lessons/exercises/05_toy_dynamics.py, in which you write product_gradient and
+Exercises: `python -m tinyinduction.exercises 04` writes
+lessons/exercises/04_toy_dynamics.py, in which you write product_gradient and
 closed_form_product (D = 1, 2).
 
 Runs in about 7 seconds on a busy 2-core machine (TINYINDUCTION_QUICK=1: coarser grids).
@@ -139,7 +139,7 @@ for label in ("none", "one_clamp", "two_clamps"):
 # **Answer.** A D = 2 model: L = c^2/2 (s' - w_2 w_3)^2 with s' = s^(2/3) and
 # tau' = tau / c^2 (`toy.clamped_model`). Its plateau is about ten times shorter; with
 # two clamps D = 1 is left and the plateau is gone (plain exponential decay). This is
-# the toy version of Singh et al.'s clamping experiments (lesson 04).
+# the toy version of Singh et al.'s clamping experiments (lesson 05).
 #
 # The vector toy of Singh et al. (Fig. 5a): a, b, c in R^20 fitted to a* (x) b* (x) c*
 # by gradient descent (lr 1) from N(0, I); clamped vectors are reset to the truth after
@@ -227,7 +227,7 @@ print("figure written to", toy.fit_figure(FIGURES / figure_name, x, loss, fits, 
 # **Answer** (for the demo run, paper preset, seed 5): D = 2 and D = 3 both fit well
 # (rms about 0.010 and 0.011) and D = 1 does not (about 0.14): the drop is sigmoidal,
 # but its shape alone cannot tell two factors from three. Clamping can: removing a
-# part shortens the plateau by a factor that depends on D (lesson 04).
+# part shortens the plateau by a factor that depends on D (lesson 05).
 #
 # What the toy does not model: the network's fast initial fall to ln 2, the slow creep
 # along the plateau, noise, Adam, interactions between heads, or which head plays which

@@ -1,4 +1,4 @@
-"""Lesson 04: artificial optogenetics, clamping the subcircuits of an induction head.
+"""Lesson 05: artificial optogenetics, clamping the subcircuits of an induction head.
 
 Learning objectives. After this lesson you can
 - name the three subcircuits an induction head needs (A: the label token reads its
@@ -7,19 +7,19 @@ Learning objectives. After this lesson you can
 - build a clamp whose value comes from another forward pass, with the gradient flowing
   back through it, and write the backward of the shift that clamp A uses;
 - predict which clamps remove the plateau, and hold each loss curve against the toy
-  model of lesson 05 with the matching number of factors;
+  model of lesson 04 with the matching number of factors;
 - see one of Singh et al.'s data results: more training classes slow down learning the
   match (B), not the copy (C).
 
-Exercises: `python -m tinyinduction.exercises 04` writes
-lessons/exercises/04_subcircuits.py, in which you write match_target and
+Exercises: `python -m tinyinduction.exercises 05` writes
+lessons/exercises/05_subcircuits.py, in which you write match_target and
 shift_middle_backward.
 
 Runs in about 2-3 minutes on a 2-core laptop: 6 + 4 short training runs of the quick
 setting (2 layers x 4 heads, d_model 32), two at a time (TINYINDUCTION_QUICK=1: fewer
 steps). Layers: ours start at 0; Singh et al. call our layer 0 "layer 1". Prints each
 condition's learning time, plateau and fitted toy depth, and the data sweep; saves
-figures/04_subcircuits.png and figures/04_data.png. The paper-setting experiments:
+figures/05_subcircuits.png and figures/05_data.png. The paper-setting experiments:
 `python -m tinyinduction reproduce subcircuits` and `reproduce data`.
 """
 # %%
@@ -42,8 +42,8 @@ from tinyinduction.tasks.fewshot import FewShotTask
 
 FIGURES = figures_dir()
 QUICK = quick_mode()
-work = Path(tempfile.mkdtemp(prefix="tinyinduction-lesson04-"))
-ctx = Context("lesson04", seed=5, out=work, jobs=2, quick=True, figures=work)
+work = Path(tempfile.mkdtemp(prefix="tinyinduction-lesson05-"))
+ctx = Context("lesson05", seed=5, out=work, jobs=2, quick=True, figures=work)
 
 # %% [markdown]
 # ## The heads to clamp
@@ -102,7 +102,7 @@ print(f"passes: {list(cache.passes)}; |grad W_K of layer 1| = {np.abs(grads['blo
 # the two labels, so only the match has to be learned); A + C.
 #
 # ### Predict first
-# Lesson 05's toy model: a circuit of D factors that must all grow has a plateau that
+# Lesson 04's toy model: a circuit of D factors that must all grow has a plateau that
 # lengthens steeply with D. Clamping a factor removes it. Which conditions keep a
 # plateau, and which lose it?
 
@@ -123,7 +123,7 @@ for name in CONDITIONS:
     fit = results["toy_fit"][name]
     print(f"{name:4s} learning time {results['learning_time'][name]}, plateau "
           f"{results['plateau_steps'][name]} steps, toy fit: D = {fit.get('depth')}")
-plots.subcircuits_figure(FIGURES / "04_subcircuits.png", results)
+plots.subcircuits_figure(FIGURES / "05_subcircuits.png", results)
 
 # %% [markdown]
 # **Answer.** With nothing given (none) the plateau is longest, then a sharp drop;
@@ -169,5 +169,5 @@ for condition in ("B_evolves", "C_evolves"):
 # (try it: `reproduce data` sweeps both).
 
 # %%
-plots.data_figure(FIGURES / "04_data.png", data)
+plots.data_figure(FIGURES / "05_data.png", data)
 shutil.rmtree(work, ignore_errors=True)   # the quick runs were only needed above
