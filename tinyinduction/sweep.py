@@ -47,6 +47,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -147,10 +148,20 @@ class RunSummary:
         return json.loads((Path(self.out_dir) / "history.json").read_text())
 
 
-@functools.lru_cache(maxsize=8)
 def make_task(task_config):
     """The task object of a task config (few-shot, or a config with make_task()); one per
-    config in a process (building a feature table or reading a corpus takes a while)."""
+    (hashable) config in a process: a feature table or a corpus takes a while to build."""
+    if isinstance(task_config, Hashable):
+        return _cached_task(task_config)
+    return _build_task(task_config)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_task(task_config):
+    return _build_task(task_config)
+
+
+def _build_task(task_config):
     if isinstance(task_config, TaskConfig):
         from .tasks.fewshot import FewShotTask
         return FewShotTask(task_config)
@@ -394,9 +405,6 @@ def run_grid(specs, out, jobs: int = 1, scheduler: str | None = None, executor=N
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"the grid has runs with the same name: {sorted({n for n in names if names.count(n) > 1})}")
-    dirs = [spec.dir_name for spec in specs]
-    if len({d.lower() for d in dirs}) != len(dirs):     # case-insensitive file systems too
-        raise ValueError(f"the grid has runs whose directories would be the same: {dirs}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"--jobs = {jobs!r}: must be an integer >= 1")
     out = check_output_dir(out, "--out")

@@ -260,9 +260,9 @@ def run_experiment(name: str, seed: int | None = None, out=None, jobs: int = 1, 
     # everything is checked: now DIR is this setting's
     write_json(out / RECORD_FILE, record, indent=1)
     started = time.perf_counter()
-    log(f"reproduce {name}{' (quick setting)' if quick else ''}: "
-        + (f"{ctx.figure_note}, " if ctx.figure_note else "")
-        + f"runs and results in {out}, figures in {figures}, {jobs} job{'s' if jobs > 1 else ''}")
+    setting_text = ctx.figure_note or "the paper's setting"
+    log(f"reproduce {name} ({setting_text}): runs and results in {out}, figures in {figures}, "
+        f"{jobs} job{'s' if jobs > 1 else ''}")
     results = module.run(ctx)
     wall = time.perf_counter() - started
     results = to_json({**results, "meta": {"experiment": name, "quick": quick, "seed": options["seed"],

@@ -15,6 +15,7 @@ import dataclasses
 
 from ..config import ModelConfig, TaskConfig, TrainConfig, preset
 from ..tasks.fewshot import FewShotTask
+from ..sweep import make_task
 from ..train import fit_model_to_task
 
 QUICK_STEPS = 1500
@@ -37,11 +38,7 @@ def setting(quick: bool, seed: int, features: str | None = None,
     return model, task, train.replace(**train_changes)
 
 
-_TASKS = {}
-
-
 def task_of(task_config: TaskConfig) -> FewShotTask:
-    """One FewShotTask per task config in this process (its evaluation sets are cached)."""
-    if task_config not in _TASKS:
-        _TASKS[task_config] = FewShotTask(task_config)
-    return _TASKS[task_config]
+    """One FewShotTask per task config in this process (its evaluation sets are cached);
+    the sweep runner's, so the grid's check and its runs share it."""
+    return make_task(task_config)
