@@ -5,6 +5,8 @@
     figures_dir("exercises") figures/exercises/: where exercise versions of the lessons
                              write, so a student's figures never replace the committed ones
     runs_dir()               the repository's runs/, else ./runs
+    cache_directory()        $XDG_CACHE_HOME/tinyinduction (~/.cache/tinyinduction): tables
+                             built once and named by a hash of their recipe (glyphs, BPE)
 
 Environment variables (the test suite uses them to keep its output in a temporary
 directory):
@@ -49,6 +51,12 @@ def runs_dir() -> Path:
     path = _base("TINYINDUCTION_RUNS", "runs")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_directory() -> Path:
+    """$XDG_CACHE_HOME/tinyinduction, or ~/.cache/tinyinduction when that is unset."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tinyinduction"
 
 
 def lessons_dir() -> Path | None:
