@@ -97,3 +97,30 @@ def test_a_stopped_sweep_saves_its_runs_and_the_same_command_finishes_it(
     # the same command continues: the results of an uninterrupted sweep
     assert main(["sweep", str(spec_file), "--out", str(out), "--jobs", str(jobs)]) == 0
     assert comparable(out) == uninterrupted
+
+
+def test_a_grid_on_dask_stops_the_same_way(spec_file, uninterrupted, tmp_path):
+    """On a Dask cluster the runs are told through the grid's stop file (they may be on
+    other machines): SIGTERM to the command stops them between two steps, saved."""
+    distributed = pytest.importorskip("dask.distributed")
+    import threading
+    from tinyinduction.experiments.grid import expand, load_spec
+    from tinyinduction.sweep import GridStopped, run_grid
+    specs, out = expand(load_spec(spec_file)), tmp_path / "grid"
+
+    def terminate_once_training():
+        deadline = time.time() + 120
+        while not list(out.glob("seed=*/checkpoints/step_*.npz")) and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        threading.Thread(target=terminate_once_training, daemon=True).start()
+        with pytest.raises(GridStopped, match="stopped by SIGTERM") as stopped:
+            run_grid(specs, out, scheduler=cluster.scheduler_address, grid_name="stops", log=print)
+        assert stopped.value.signal == "SIGTERM" and not (out / "summary.json").exists()
+        statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in out.glob("seed=*/run.json")}
+        assert set(statuses.values()) == {"interrupted"} and "seed=3" not in statuses, statuses
+        run_grid(specs, out, scheduler=cluster.scheduler_address, grid_name="stops", log=print)
+    assert comparable(out) == uninterrupted

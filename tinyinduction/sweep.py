@@ -338,7 +338,7 @@ def connect_scheduler(address: str):
     except (OSError, TimeoutError) as error:
         raise ValueError(f"--scheduler {address}: no Dask scheduler answered within "
                          f"{SCHEDULER_TIMEOUT_S} s ({type(error).__name__}: {error})") from None
-    return client.get_executor()
+    return client.get_executor(pure=False)   # never a result cached from an earlier call
 
 
 class _StopSignals:

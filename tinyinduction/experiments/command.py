@@ -42,7 +42,8 @@ def cmd_sweep(args) -> int:
     runs = expand(spec)
     name = spec.get("name", "sweep")
     out = args.out or f"runs/sweep/{run_dir_name(name)}"
-    print(f"sweep {name}: {len(runs)} runs in {out}, {args.jobs} job(s)")
+    where = f"the Dask scheduler {args.scheduler}" if args.scheduler else f"{args.jobs} job(s)"
+    print(f"sweep {name}: {len(runs)} runs in {out}, on {where}")
     run_grid(runs, out, jobs=args.jobs, scheduler=args.scheduler, grid_name=name)
     print(f"summary in {out}/summary.csv and summary.json")
     return 0
