@@ -48,6 +48,7 @@ from .base import Row, format_value
 
 NAME = "olsson"
 SUMMARY = "Olsson et al. 2022 on Python source: 1 vs 2 layers, smeared key, ICL score, PCA"
+OPTIONS = ("seed", "text")
 
 MODELS = {"1L": (1, False), "2L": (2, False), "1L_smeared": (1, True), "2L_smeared": (2, True)}
 CONTROL = "2L_plain_text"    # default setting only: the 2-layer model without repeated windows
@@ -266,6 +267,11 @@ def loss_pca(trajectories: dict, first: int = 1) -> dict:
 # ---------------------------------------------------------------- the experiment
 
 
+def check(ctx):
+    """Refuse text that cannot be trained on (--text) before reproduce writes anything."""
+    setting(ctx.quick, ctx.seed, source=ctx.text or "stdlib").text.make_task()   # cached
+
+
 def run(ctx) -> dict:
     from . import olsson_plots as plots
     s = setting(ctx.quick, ctx.seed, source=getattr(ctx, "text", None) or "stdlib")
@@ -323,10 +329,11 @@ def run(ctx) -> dict:
                            "icl_band": ICL_BAND, "n_eval_windows": s.n_eval_windows,
                            "prefix_matching_tokens": probes.n_random}
     suffix = "_quick" if ctx.quick else ""
-    plots.training_figure(ctx.figure_path(f"olsson_training{suffix}"), trajectories, results)
-    plots.pca_figure(ctx.figure_path(f"olsson_pca{suffix}"), pca, trajectories, results)
-    plots.heads_figure(ctx.figure_path(f"olsson_heads{suffix}"), results)
-    plots.ablation_figure(ctx.figure_path(f"olsson_ablation{suffix}"), results, trajectories)
+    note = ctx.figure_note
+    plots.training_figure(ctx.figure_path(f"olsson_training{suffix}"), trajectories, results, note)
+    plots.pca_figure(ctx.figure_path(f"olsson_pca{suffix}"), pca, trajectories, results, note)
+    plots.heads_figure(ctx.figure_path(f"olsson_heads{suffix}"), results, note)
+    plots.ablation_figure(ctx.figure_path(f"olsson_ablation{suffix}"), results, trajectories, note)
     return results
 
 

@@ -146,6 +146,7 @@ def provenance_line(name: str, meta: dict) -> str:
                 if count else "no training runs")
     setting = "quick setting" if meta.get("quick") else "the paper's setting"
     seed = f", seed {meta['seed']}" if meta.get("seed") is not None else ""
+    seed += "".join(f", {option} {meta[option]}" for option in ("features", "text") if meta.get(option))
     jobs = meta.get("jobs", 1)
     return (f"`python -m tinyinduction reproduce {name}{' --quick' if meta.get('quick') else ''}`: "
             f"{setting}{seed}. Wall time {_seconds(meta.get('wall_seconds'))} with {jobs} "

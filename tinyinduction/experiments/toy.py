@@ -26,6 +26,7 @@ from .setups import setting
 
 NAME = "toy"
 SUMMARY = "the toy three-subcircuit model: clamping removes factors; fitted to the network's drop"
+OPTIONS = ("seed", "features")     # of the network run the toy is fitted to
 SCALAR = {"s": 1.0, "w0": 0.05, "tau": 1.0}          # `python -m tinyinduction toy`'s defaults
 VECTOR = {"n": 20, "truth_seed": 0, "init_seed": 1, "lr": 1.0, "steps": 1000}
 CLAMP_NAMES = {"none": "no factor clamped (D=3)", "one_clamp": "one clamped (D=2)",
@@ -79,7 +80,7 @@ def run(ctx) -> dict:
     vector_steps, histories = vector_toy()
     toy.plot_clamping_figure(str(ctx.figure_path("toy_clamping" + ("_quick" if ctx.quick else ""))),
                              scalar["t"], scalar["curves"], scalar["summary"], histories)
-    model, task, train = setting(ctx.quick, ctx.seed)
+    model, task, train = setting(ctx.quick, ctx.seed, ctx.features)
     train = train.replace(checkpoint_every=train.steps)
     spec = RunSpec(f"seed={ctx.seed}", model, task, train)
     summary = ctx.train_runs([spec])[spec.name]
@@ -88,7 +89,8 @@ def run(ctx) -> dict:
     toy.fit_figure(str(ctx.figure_path("toy_network_fit" + ("_quick" if ctx.quick else ""))),
                    fit["x"], fit["loss"], fit["fits"], best.depth, best.x_start,
                    f"seed-{ctx.seed} run ({'quick' if ctx.quick else 'paper'} setting), eval train loss",
-                   "Network loss vs fitted toy (loss = floor + height (1 - u/s))")
+                   "Network loss vs fitted toy (loss = floor + height (1 - u/s))"
+                   + (f" [{ctx.figure_note}]" if ctx.figure_note else ""))
     return {
         "scalar": {**SCALAR, "depth": 3,
                    "plateau_length": {k: v for k, v in scalar["summary"]["plateau_length"].items()},
