@@ -180,6 +180,23 @@ def test_bench_prints_where_the_step_goes(capsys):
     assert all(part > 0 for part in parts)
 
 
+def test_bench_times_a_clamped_step_against_the_plain_one(capsys):
+    """bench --clamp / --condition: the ratios as JSON (no timing asserted: speed is
+    measured, not tested), and a clear refusal of both at once."""
+    from tinyinduction.cli import main
+    assert main(["bench", "--preset", "small", "--repeats", "3", "--clamp", "A", "--only-head", "1:1",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"ms_per_step", "plain_ms_per_step", "ratio", "eval_ms", "plain_eval_ms",
+            "eval_ratio"} <= set(result) and result["repeats"] == 10    # one block of 10
+    assert "pattern" in result["clamps"] and result["ratio"] > 0 and result["eval_ratio"] > 0
+    assert main(["bench", "--preset", "small", "--repeats", "2", "--condition", "C", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["condition"] for row in rows] == ["C"] and rows[0]["ratio"] > 0
+    assert main(["bench", "--condition", "A", "--clamp", "A"]) == 2
+    assert "--condition names its own clamps" in capsys.readouterr().err
+
+
 @given(seed=seeds, n=st.integers(1, 50), steps=st.integers(1, 5), overwrite=st.booleans())
 def test_adam_in_place_equals_the_textbook_update(seed, n, steps, overwrite):
     """The in-place update (m = b1 (m - g) + g, corrections folded into two scalars,

@@ -135,7 +135,7 @@ class ForwardPass:
             array, self.saved[name] = primitive(*inputs)
         if name in plan.clamps:
             array = self._apply_clamps(name, plan.clamps[name], array)
-        if array is not None:
+        if array is not None and name in plan.stored:
             self.cache._store_internal(name, array, self.to_tl[name])
         return array
 
@@ -147,7 +147,7 @@ class ForwardPass:
         plan = self.plan
         if name in plan.clamps:
             array = self._apply_clamps(name, plan.clamps[name], array)
-        if array is not None:
+        if array is not None and name in plan.stored:
             self.cache._store_internal(name, array, self.to_tl[name])
         return array
 

@@ -227,7 +227,7 @@ class PassPlan:
     or made by its clamps); replaced: the sites its clamps make entirely (not computed);
     clamps: site -> SiteClamps; link_sources: sites a linked clamp reads (here or later);
     read_cache: the caller reads every array; n_batch: the batch size it was planned for;
-    computed: the sites it computes."""
+    computed, stored: the sites it computes, and those its cache holds."""
 
     name: str
     positions: dict
@@ -237,9 +237,18 @@ class PassPlan:
     read_cache: bool
     n_batch: int
     computed: frozenset = frozenset()     # the sites the pass computes
+    stored: frozenset = frozenset()       # the sites its cache holds
 
     def __post_init__(self):
         self.computed = frozenset(name for name in self.positions if name not in self.replaced)
+        # the cache holds what may be read from it: everything when the caller reads it or
+        # a clamp's function value may (it gets the cache so far), else the links' sources.
+        # (Holding every array would keep them all alive to the end of the pass: fresh
+        # memory for every step instead of the hot memory of the arrays just freed.)
+        reads_cache = self.read_cache or any(
+            not isinstance(value, np.ndarray) and not value.is_linked
+            for site_clamps in self.clamps.values() for _, value in site_clamps.steps)
+        self.stored = frozenset(self.positions) if reads_cache else self.link_sources
 
     def computes(self, name) -> bool:
         return name in self.computed
