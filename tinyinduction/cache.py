@@ -88,7 +88,7 @@ class ActivationCache(Mapping):
 
     def _store_internal(self, name, array, to_tl):
         """The model's array in its internal layout: shown as array.transpose(to_tl), a
-        view made when first read (a forward stores every array; few are read)."""
+        view made when first read (most never are)."""
         self._arrays[name] = (array, to_tl)
 
     def __getitem__(self, key):
