@@ -33,7 +33,7 @@ def _text_model(T, d_vocab=40, dtype="float32", **changes):
 def test_float32_model_keeps_float32_everywhere():
     config = ModelConfig.small()
     batch = FewShotTask(TaskConfig.small()).sample(np.random.default_rng(0), 4)
-    text = _text_model(ops.HEADS_OUTER_FROM + 1)     # heads outer, a large embedding table
+    text = _text_model(ops.heads.HEADS_OUTER_FROM + 1)     # heads outer, a large embedding table
     for config, batch in ((config, batch), text):
         params = init_params(config, seed=0)
         _, _, grads, cache = loss_and_grads(params, config, batch, record_activation_grads=True)
@@ -51,20 +51,20 @@ def test_heads_outer_memory_order_gives_the_same_model(setup, long, clamped):
     site stores its array feature-major: the two orders meet)."""
     config, batch, params = setup.config, setup.batch, setup.params
     if long:   # a text-like window past the threshold
-        config, batch = _text_model(ops.HEADS_OUTER_FROM + 3, dtype="float64",
+        config, batch = _text_model(ops.heads.HEADS_OUTER_FROM + 3, dtype="float64",
                                     positional=config.positional, layernorm=config.layernorm)
         params = init_params(config, 4)
     clamps = [Clamp("blocks.0.attn.hook_pattern", 0.25, np.s_[:, 0]),
               Clamp("blocks.0.attn.hook_v", 0.0, np.s_[:, :, -1])] if clamped else []
-    saved = ops.HEADS_OUTER_FROM
+    saved = ops.heads.HEADS_OUTER_FROM
     results = []
     try:
         for threshold in (10**9, 1):    # feature-major everywhere; heads outer everywhere
-            ops.HEADS_OUTER_FROM = threshold
+            ops.heads.HEADS_OUTER_FROM = threshold
             loss, acc, grads, cache = loss_and_grads(params, config, batch, clamps, True)
             results.append((loss, acc, grads, cache, training_loss_and_grads(params, config, batch, clamps)))
     finally:
-        ops.HEADS_OUTER_FROM = saved
+        ops.heads.HEADS_OUTER_FROM = saved
     (loss, acc, grads, cache, lean), (loss_h, acc_h, grads_h, cache_h, lean_h) = results
     np.testing.assert_allclose((loss_h, acc_h, lean_h[0]), (loss, acc, lean[0]), rtol=1e-12)
     for name in grads:
@@ -224,7 +224,7 @@ def test_adam_in_place_equals_the_textbook_update(seed, n, steps, overwrite):
 def test_projections_of_some_rows_and_some_kinds_equal_the_full_one(seed, D, T, H, B, E, first, wanted):
     """Queries at some positions only, and only the projections read (None for the others):
     the same numbers as the full projection, and the same gradients as its backward with
-    zero gradient elsewhere (T past ops.HEADS_OUTER_FROM too: both memory orders)."""
+    zero gradient elsewhere (T past ops.heads.HEADS_OUTER_FROM too: both memory orders)."""
     rng = np.random.default_rng(seed)
     queries = slice(min(first, T - 1), None)
     x, W_Q, W_K, W_V = _rand(rng, D, T, B), _rand(rng, H, D, E), _rand(rng, H, D, E), _rand(rng, H, D, E)

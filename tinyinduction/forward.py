@@ -19,10 +19,10 @@ rule: a student reading this file finds one way through a layer. Each step of it
 
     array = run.step(site_name, primitive, inputs...)
 
-which calls the primitive (ops.py) only if the plan computes that site, then passes the
+which calls the primitive (ops/) only if the plan computes that site, then passes the
 array through the site: the site's clamps (where(mask, value, computed)), then the cache.
 There is no other path into the cache. backward.py walks the same steps in reverse. The
-arrays are in the internal feature-major layout (ops.py); the cache shows TransformerLens
+arrays are in the internal feature-major layout (ops/); the cache shows TransformerLens
 views. model.py holds the public functions.
 """
 from __future__ import annotations
