@@ -13,6 +13,7 @@ from test_multipass import fewshot_setup, linked_setups
 
 from tinyinduction.clamp import Clamp, Link, Pass, Passes, as_passes, previous_token_pattern, zero_ablate_head
 from tinyinduction.config import ModelConfig
+from tinyinduction.interventions import direct_path_ablation
 from tinyinduction.model import (init_params, loss_and_accuracy, loss_and_grads, run_with_cache,
                                  training_loss_and_grads)
 from tinyinduction.plan import ALL, LAST, plan_passes
@@ -41,7 +42,7 @@ def _single_pass_clamps(draw, setup):
         layer = draw(st.integers(0, c.n_layers - 1))
         head = draw(st.integers(0, c.n_heads - 1))
         kind = draw(st.sampled_from(["v", "pattern_head", "pattern_all", "scores_last_row", "resid",
-                                     "result", "z", "logits_last", "q_all", "ln"]))
+                                     "result", "z", "logits_last", "q_all", "ln", "direct"]))
         if kind == "v":
             clamps.append(zero_ablate_head(layer, head, "v"))
         elif kind == "pattern_head":
@@ -60,6 +61,8 @@ def _single_pass_clamps(draw, setup):
             clamps.append(zero_ablate_head(layer, head, "z"))
         elif kind == "logits_last":      # the whole read row of the logits: nothing upstream is read
             clamps.append(Clamp("hook_logits", 0.5, np.s_[:, -1, :]))
+        elif kind == "direct" and c.n_layers >= 2:   # a function of the cache, the last block replaced
+            clamps.append(direct_path_ablation(c, 0))
         elif kind == "q_all":
             clamps.append(Clamp(f"blocks.{layer}.attn.hook_q", 0.2))
         elif c.layernorm:
@@ -122,6 +125,25 @@ def test_plan_computes_only_what_the_papers_clamps_read():
     assert plain.positions["blocks.1.attn.hook_q"] == LAST and plain.positions["blocks.1.attn.hook_k"] == ALL
     cached = plan_passes(config, as_passes(()), 4, 5, read_cache=True)[0]
     assert all(cached.positions[name] == ALL for name in cached.positions)
+
+
+def test_a_function_value_that_reads_the_cache_sees_what_it_replaces():
+    """A function value reads the cache so far: its pass computes every array before the
+    site for it, even arrays that only feed what the value replaces entirely."""
+    setup = fewshot_setup(10)
+    seen = {}
+
+    def value(batch, cache):
+        seen["names"] = sorted(cache)
+        return np.asarray(cache["blocks.1.attn.hook_z"]).sum() * 0 + np.asarray(cache["resid_pre", 0])
+
+    clamps = [Clamp("blocks.1.hook_resid_post", value)]
+    loss = training_loss_and_grads(setup.params, setup.config, setup.batch, clamps)[0]
+    assert "blocks.1.attn.hook_z" in seen["names"] and "blocks.1.attn.hook_result" in seen["names"]
+    assert loss == loss_and_grads(setup.params, setup.config, setup.batch, clamps)[0]
+    blind = [Clamp("blocks.1.hook_resid_post", lambda batch, cache: 0.5, reads_cache=False)]
+    plan = plan_passes(setup.config, as_passes(blind), 4, 5, read_cache=False)[0]
+    assert not plan.computes("blocks.1.attn.hook_z")       # nothing reads it: not computed
 
 
 def test_a_uses_the_whole_input_to_block_0_with_learned_positions():

@@ -294,7 +294,7 @@ def _layer_forward(run: ForwardPass, layer, inputs):
         # Speed: attn_out in one matmul, without the [H, D, T, B] per-head array (8x its
         # size); hook_result is made only if the cache is read, from z and a copy of W_O
         # (the optimizer updates the parameters in place after the step).
-        if run.plan.read_cache and z is not None:
+        if a + "hook_result" in run.plan.stored and z is not None:
             W_O_now, perm = W_O.copy(), TO_TL["result"]
             run.cache._store_lazy(a + "hook_result",
                                   lambda: ops.head_result_forward(z, W_O_now)[0].transpose(perm))

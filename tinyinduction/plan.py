@@ -246,7 +246,7 @@ class PassPlan:
         # (Holding every array would keep them all alive to the end of the pass: fresh
         # memory for every step instead of the hot memory of the arrays just freed.)
         reads_cache = self.read_cache or any(
-            not isinstance(value, np.ndarray) and not value.is_linked
+            not isinstance(value, np.ndarray) and not value.is_linked and value.reads_cache
             for site_clamps in self.clamps.values() for _, value in site_clamps.steps)
         self.stored = frozenset(self.positions) if reads_cache else self.link_sources
 
@@ -271,6 +271,12 @@ def _plan_pass(config, the_pass, reads, linked, earlier_names, n_batch, n_positi
             raise ValueError(unknown_name_message(clamp.name, index))
         by_site.setdefault(clamp.name, []).append(clamp)
     need = dict(reads[the_pass.name])            # site -> positions read
+    # a function value that reads the cache so far sees every array before its site
+    reading = [index[c.name][0] for c in the_pass.clamps
+               if callable(c.value) and not c.is_linked and c.reads_cache]
+    if reading:
+        for site in sites(config)[:max(reading)]:
+            need[site.name] = ALL
     replaced, prepared = set(), {}
     for site in reversed(sites(config)):         # outputs first: a site's readers come before it
         positions = need.get(site.name)

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clamp import Clamp, Link, Pass, Passes, previous_token_pattern, zero_ablate_head
+from .clamp import Clamp, Link, Pass, Passes, batch_positions, previous_token_pattern, zero_ablate_head
 from .config import ModelConfig
 from .plan import LAST
 
@@ -184,10 +184,10 @@ def match(config: ModelConfig, layer: int, head: int, s: float = 1.0) -> Clamp:
     s = float(s)
 
     def value(batch, cache):
-        return match_target(batch, s, 2 * np.asarray(batch.labels).shape[1] + 1)   # T = 2C + 1
+        return match_target(batch, s, batch_positions(batch))
 
     return Clamp(f"blocks.{layer}.attn.hook_pattern", value, np.s_[:, head, -1, :],
-                 label=f"match L{layer}H{head} s={s:g}")
+                 label=f"match L{layer}H{head} s={s:g}", reads_cache=False)
 
 
 def copy(config: ModelConfig, layer: int, head: int, source_pass: str | None = None) -> Clamp:
