@@ -28,7 +28,8 @@ import numpy as np
 
 from tinyinduction import tl_layout
 from tinyinduction.clamp import previous_token_pattern
-from tinyinduction.config import ModelConfig, TaskConfig
+from tinyinduction.config import ModelConfig
+from tinyinduction.tasks.fewshot import TaskConfig
 from tinyinduction.exercises import check, show_solution
 from tinyinduction.model import init_params, loss_and_grads, run_with_cache
 from tinyinduction.paths import figures_dir, quick_mode

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyinduction.config import ModelConfig, TaskConfig
+from tinyinduction.config import ModelConfig
+from tinyinduction.tasks.fewshot import TaskConfig
 from tinyinduction.exercises import check
 from tinyinduction.experiments import plots
 from tinyinduction.experiments.heads import checkpoints, over_training, redundancy, switch_on, wiring
