@@ -60,7 +60,8 @@ FOR LESSON AUTHORS: declaring an exercise (one mechanism for every lesson)
 from .core import (Case, CheckResult, Exercise, ExerciseFailed, Mistake, check, compare_outputs,
                    exercises_of, get_exercise, load_all, numerical_gradient, register,
                    show_solution, stub_source)
+from .reveal import reveal
 
 __all__ = ["Case", "CheckResult", "Exercise", "ExerciseFailed", "Mistake", "check", "compare_outputs",
            "exercises_of", "get_exercise", "load_all", "numerical_gradient", "register",
-           "show_solution", "stub_source"]
+           "reveal", "show_solution", "stub_source"]
