@@ -1,4 +1,5 @@
-"""The text corpus: tokenizer round trip, the file-level split, windows, fingerprint, errors."""
+"""The text corpus: the character tokenizer's round trip, the file-level split, windows,
+fingerprint, errors (the BPE tokenizer: test_bpe.py)."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -86,14 +87,14 @@ def test_sampler_is_seeded_and_eval_sets_fixed(tmp_path):
 def test_single_file_is_split_by_position(tmp_path):
     path = tmp_path / "one.txt"
     path.write_text("abcdefghij" * 100)
-    task = TextTask(TextConfig(source=str(path), n_ctx=8, heldout_fraction=0.2))
+    task = TextTask(TextConfig(source=str(path), n_ctx=8, heldout_fraction=0.2, tokenizer="chars"))
     assert task.fingerprint["files"] == 1
     assert task.streams["heldout"].size == 1 + 200 and task.streams["train"].size == 1 + 800
 
 
 def test_rare_characters_become_unk(tmp_path):
     (tmp_path / "a.txt").write_text("ab" * 500 + "\u00e9")      # one e-acute in 1001 characters
-    task = TextTask(TextConfig(source=str(tmp_path / "a.txt"), n_ctx=4, rare_fraction=0.01))
+    task = TextTask(TextConfig(source=str(tmp_path / "a.txt"), n_ctx=4, rare_fraction=0.01, tokenizer="chars"))
     assert "\u00e9" not in task.vocab.chars and set(task.vocab.chars) == {"a", "b"}
 
 
@@ -152,7 +153,7 @@ def test_repeated_windows_repeat_real_text_at_a_random_period(tmp_path):
     texts = {f"f{i}.txt": "".join(rng.choice(list("abcdefghij"), 300)) for i in range(12)}
     for name, text in texts.items():
         (tmp_path / name).write_text(text)
-    task = TextTask(TextConfig(source=str(tmp_path), n_ctx=31, heldout_fraction=0.3, repeat_fraction=1.0))
+    task = TextTask(TextConfig(source=str(tmp_path), n_ctx=31, heldout_fraction=0.3, repeat_fraction=1.0, tokenizer="chars"))
     batch = task.sample(np.random.default_rng(0), 300)
     windows = np.concatenate([batch.tokens, batch.targets[:, -1:]], axis=1)          # [B, 32]
     periods = [period_of(w) for w in windows]
@@ -161,7 +162,7 @@ def test_repeated_windows_repeat_real_text_at_a_random_period(tmp_path):
     for window, period in zip(windows[:50], periods):
         span = task.vocab.decode(window[:period])
         assert BOS in window[:period] or span in train_text
-    half = TextTask(TextConfig(source=str(tmp_path), n_ctx=31, heldout_fraction=0.3, repeat_fraction=0.5))
+    half = TextTask(TextConfig(source=str(tmp_path), n_ctx=31, heldout_fraction=0.3, repeat_fraction=0.5, tokenizer="chars"))
     mixed = half.sample(np.random.default_rng(1), 400)
     share = np.mean([period_of(w) is not None for w in np.concatenate([mixed.tokens, mixed.targets[:, -1:]], 1)])
     assert 0.4 < share < 0.6

@@ -16,6 +16,8 @@ A lesson finds its repository from its own file, not from the package:
     runs_dir(root=)          root/runs
     Without root: the checkout the package was installed from (pip install -e .), else
     the checkout the working directory is in, else the working directory.
+    cache_directory()        $XDG_CACHE_HOME/tinyinduction (~/.cache/tinyinduction): tables
+                             built once and named by a hash of their recipe (glyphs, BPE)
 
 Environment variables (the test suite uses them to keep its output in a temporary
 directory):
@@ -86,6 +88,12 @@ def runs_dir(root=None) -> Path:
     path = _base("TINYINDUCTION_RUNS", "runs", root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_directory() -> Path:
+    """$XDG_CACHE_HOME/tinyinduction, or ~/.cache/tinyinduction when that is unset."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tinyinduction"
 
 
 def lessons_dir() -> Path | None:

@@ -92,11 +92,13 @@ def setting(quick: bool, seed: int, source: str = "stdlib") -> Setting:
         after ~500-700 steps), for lessons and tests. Not compared with the paper.
     """
     if quick:
-        return Setting(TextConfig(source=source, n_ctx=32, eval_windows=64, repeat_fraction=0.9),
+        return Setting(TextConfig(source=source, n_ctx=32, eval_windows=64, repeat_fraction=0.9,
+                                  tokenizer="chars"),
                        n_heads=4, d_model=64, d_head=16, n_eval_windows=128, control=False,
                        train=TrainConfig(seed=seed, steps=800, batch_size=32, lr=3e-3, eval_every=50,
                                          checkpoint_every=50, log_every=0))
-    return Setting(TextConfig(source=source, n_ctx=64, eval_windows=64, repeat_fraction=0.5),
+    return Setting(TextConfig(source=source, n_ctx=64, eval_windows=64, repeat_fraction=0.5,
+                              tokenizer="chars"),
                    n_heads=4, d_model=64, d_head=16, n_eval_windows=512, control=True,
                    train=TrainConfig(seed=seed, steps=4000, batch_size=16, lr=3e-3, eval_every=100,
                                      checkpoint_every=100, log_every=0))

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..paths import cache_directory
 from .convfeatures import random_conv_features
 from .features import check_int
 
@@ -88,12 +89,6 @@ FONT_FILES = tuple(f"{family}{style}.ttf" for family, styles in (
     ("DejaVuSansMono", ("", "-Bold", "-Oblique", "-BoldOblique")),
     ("STIXGeneral", ("", "Bol", "Italic", "BolIta")),
 ) for style in styles)
-
-
-def cache_directory() -> Path:
-    """$XDG_CACHE_HOME/tinyinduction, or ~/.cache/tinyinduction when that is unset."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tinyinduction"
 
 
 # --------------------------------------------------------------------------- fonts

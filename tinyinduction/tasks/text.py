@@ -1,15 +1,18 @@
 """Real text for token models: the Python standard library's own source, or yours.
 
-    task = TextTask(TextConfig())                 # the running interpreter's stdlib
+    task = TextTask(TextConfig())                 # the running interpreter's stdlib, BPE-1024
     task = TextTask(TextConfig(source="my/dir"))  # any text file or directory (--text PATH)
+    task = TextTask(TextConfig(tokenizer="chars"))  # one token per character
     batch = task.sample(rng, 32)                  # model.TokenBatch, tokens/targets [B, T]
     task.eval_sets()                              # fixed windows: heldout, train, heldout_repeated
     task.fingerprint                              # files, characters, sha256, vocabulary hash
 
 Corpus. source="stdlib" reads every ``*.py`` file under ``sysconfig``'s stdlib directory
 except those under ``site-packages`` and test directories (``test``, ``tests``,
-``idle_test``: they hold deliberately odd encodings and generated data): ~730 files,
-~12 million characters on CPython 3.11, no download. A path reads that file, or every
+``idle_test``: they hold deliberately odd encodings and generated data), and except the
+files that are tables rather than code (NOT_CODE: ``encodings/``, ``pydoc_data/``,
+``html/entities.py``; codec tables, generated help text, a list of HTML entities):
+~610 files, ~10 million characters on CPython 3.11, no download. A path reads that file, or every
 non-binary file under that directory (hidden entries skipped). Files are read as UTF-8;
 undecodable bytes become U+FFFD.
 
@@ -18,12 +21,14 @@ integer, fall below ``heldout_fraction`` of 2^64: deterministic, independent of 
 other files exist, and never splits a file. A single file cannot be split by file:
 its last ``heldout_fraction`` of characters is held out instead.
 
-Vocabulary (characters). Token 0 is BOS (start of text; also put before every file),
-token 1 is UNK; then every character whose count in the *training* files is at least
+Tokens. Token 0 is BOS (start of text; also put before every file), token 1 is UNK;
+then every character whose count in the *training* files is at least
 max(2, ceil(rare_fraction x training characters)), in code-point order. Rarer characters,
 and characters seen only in held-out files, become UNK (decoded as U+FFFD). With the
 default 1e-5 the stdlib of CPython 3.11 keeps 96 characters (printable ASCII and
-newline); e.g. its few hundred typographic quotes become UNK.
+newline). tokenizer="chars" stops there (Vocabulary); tokenizer="bpe" (the default) adds
+byte-pair merges learnt on the training files up to vocab_size tokens (tasks/bpe.py;
+cached under a hash of its recipe, so it is learnt once per text and size).
 
 Windows. Each split is one token stream: BOS, file 1, BOS, file 2, ... A window is
 n_ctx + 1 consecutive tokens of one stream (tokens = window[:-1], targets =
@@ -53,11 +58,14 @@ from pathlib import Path
 import numpy as np
 
 from ..model import TokenBatch
+from .bpe import cached_bpe
 
 BOS, UNK = 0, 1
 UNK_CHAR = "\ufffd"
 STDLIB = "stdlib"
 _SKIPPED_DIRS = {"site-packages", "test", "tests", "idle_test", "__pycache__"}
+NOT_CODE = ("encodings/", "pydoc_data/", "html/entities.py")   # stdlib tables: paths starting so
+TOKENIZERS = ("bpe", "chars")
 EVAL_SET_NAMES = ("heldout", "train")   # plain windows; eval_sets() adds "heldout_repeated"
 REPEAT_MIN_SPAN = 4
 
@@ -77,11 +85,15 @@ class TextConfig:
     eval_windows: int = 256         # windows in each fixed evaluation set
     eval_seed: int = 1234
     repeat_fraction: float = 0.0    # share of training windows that repeat a span of real text
+    tokenizer: str = "bpe"          # "bpe" (byte-pair encoding of the training files) or "chars"
+    vocab_size: int = 1024          # tokens of the BPE, BOS and UNK included (tokenizer="bpe" only)
 
     def __post_init__(self):
         if not isinstance(self.source, str) or not self.source.strip():
             _fail("source", self.source, "'stdlib' or the path of a text file or directory")
-        for field, low in (("n_ctx", 2), ("eval_windows", 1)):
+        if self.tokenizer not in TOKENIZERS:
+            _fail("tokenizer", self.tokenizer, f"must be one of {', '.join(TOKENIZERS)}")
+        for field, low in (("n_ctx", 2), ("eval_windows", 1), ("vocab_size", 3)):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 _fail(field, value, f"must be an integer >= {low}")
@@ -130,7 +142,8 @@ def list_files(source: str) -> tuple[Path, list[Path]]:
         files = []
         for folder, subfolders, names in os.walk(root):
             subfolders[:] = [d for d in subfolders if d not in _SKIPPED_DIRS]   # prune, don't list
-            files += [Path(folder) / n for n in names if n.endswith(".py")]
+            files += [Path(folder) / n for n in names if n.endswith(".py")
+                      and not (Path(folder) / n).relative_to(root).as_posix().startswith(NOT_CODE)]
     else:
         root = Path(source).expanduser()
         if not root.exists():
@@ -219,7 +232,7 @@ class Vocabulary:
         return [table[int(i)] for i in np.asarray(ids).reshape(-1)]
 
     def to_dict(self):
-        return {"chars": self.chars, "hash": self.hash, "size": self.size}
+        return {"kind": "chars", "chars": self.chars, "hash": self.hash, "size": self.size}
 
 
 # ---------------------------------------------------------------- corpus
@@ -236,8 +249,10 @@ class Corpus:
 
 
 @functools.lru_cache(maxsize=4)
-def load_corpus(source: str, heldout_fraction: float, rare_fraction: float) -> Corpus:
-    """Read, split, build the vocabulary on the training files, encode. Cached per process."""
+def load_corpus(source: str, heldout_fraction: float, rare_fraction: float, tokenizer: str = "bpe",
+                vocab_size: int = 1024) -> Corpus:
+    """Read, split, build the tokens on the training files, encode. Cached per process
+    (and the BPE on disk: tasks/bpe.py)."""
     root, files = list_files(source)
     texts = [(f.relative_to(root).as_posix(), _read(f, source)) for f in files]
     digest = hashlib.sha256()
@@ -253,27 +268,35 @@ def load_corpus(source: str, heldout_fraction: float, rare_fraction: float) -> C
     if not train_texts or not heldout_texts:
         raise ValueError(f"--text {source!r}: its {len(texts)} files all fall on one side of the "
                          f"train/held-out split (heldout_fraction {heldout_fraction}); give more files")
-    train_codes = [_codepoints(t) for t in train_texts]
-    counts = np.bincount(np.concatenate(train_codes), minlength=0x110000)   # [code points]
-    vocab = Vocabulary.from_counts(counts, rare_fraction)
-    vocab.counts[BOS] = len(train_texts)
+    if tokenizer == "bpe":
+        vocab = cached_bpe(train_texts, vocab_size, rare_fraction)
+        encode = vocab.encode
+    else:
+        train_codes = [_codepoints(t) for t in train_texts]
+        counts = np.bincount(np.concatenate(train_codes), minlength=0x110000)   # [code points]
+        vocab = Vocabulary.from_counts(counts, rare_fraction)
+        vocab.counts[BOS] = len(train_texts)
+        encode = vocab.encode
 
     def stream(parts):
         pieces = []
-        for codes in parts:
-            pieces += [np.array([BOS], np.int16), vocab.encode_codepoints(codes)]
+        for text in parts:
+            pieces += [np.array([BOS], np.int16), encode(text)]
         return np.concatenate(pieces)
 
-    train = stream(train_codes)
-    heldout = stream(_codepoints(t) for t in heldout_texts)
+    train, heldout = stream(train_texts), stream(heldout_texts)
     for array in (train, heldout):
         array.flags.writeable = False
+    heldout_characters = sum(len(t) for t in heldout_texts)
     fingerprint = {
         "source": source if source != STDLIB else f"stdlib:{root}",
         "files": len(texts), "train_files": len(train_texts), "heldout_files": len(heldout_texts),
         "characters": sum(len(t) for _, t in texts),
         "train_tokens": int(train.size), "heldout_tokens": int(heldout.size),
-        "sha256": digest.hexdigest()[:16], "vocab_size": vocab.size, "vocab_hash": vocab.hash,
+        "sha256": digest.hexdigest()[:16], "tokenizer": tokenizer, "vocab_size": vocab.size,
+        "vocab_hash": vocab.hash,
+        "chars_per_token_heldout": heldout_characters / max(heldout.size - len(heldout_texts), 1),
+        "unk_rate_heldout": float(np.mean(heldout == UNK)),
     }
     return Corpus(train, heldout, vocab, fingerprint)
 
@@ -303,13 +326,14 @@ def repeat_windows(rng: np.random.Generator, batch: TokenBatch, rows) -> TokenBa
 
 
 class TextTask:
-    """Next-character prediction on windows of real text (see the module docstring)."""
+    """Next-token prediction on windows of real text (see the module docstring)."""
 
     def __init__(self, config: TextConfig = TextConfig()):
         if not isinstance(config, TextConfig):
             raise ValueError(f"TextTask takes a TextConfig; got {type(config).__name__}")
         self.config = config
-        corpus = load_corpus(config.source, float(config.heldout_fraction), float(config.rare_fraction))
+        corpus = load_corpus(config.source, float(config.heldout_fraction), float(config.rare_fraction),
+                             config.tokenizer, config.vocab_size)
         self.vocab, self.fingerprint = corpus.vocab, corpus.fingerprint
         self.streams = {"train": corpus.train, "heldout": corpus.heldout}
         for split, stream in self.streams.items():
