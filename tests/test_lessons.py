@@ -45,7 +45,7 @@ EXPECTED = {
            ["toy_closed_vs_sim.png", "toy_depth.png", "toy_vector_clamps.png",
             "toy_plateau_scaling.png", "toy_fit_generated.png"]),
     "05": (["match_target: correct", "shift_middle_backward: correct", "learning time",
-            "B_evolves: learning time with 10 classes"],
+            "B_evolves: learning times (seeds 5) with 10 classes", "Answer (05.data)"],
            ["05_subcircuits.png", "05_data.png"]),
 }
 
@@ -75,7 +75,7 @@ def test_lesson_runs_end_to_end_in_its_fastest_setting(lesson, tmp_path):
     assert _committed_figures() == before, "a lesson wrote over the committed figures"
     assert not (tmp_path / "elsewhere" / "figures").exists(), "figures went to the working directory"
     texts, figures = EXPECTED.get(lesson.name[:2], ([], []))
-    for text in texts:
+    for text in texts + [f"Answer ({lesson.name[:2]}."]:
         assert text in result.stdout, f"{lesson.name} did not print {text!r}"
     for name in figures:
         assert (tmp_path / "figures" / name).stat().st_size > 10_000, name
@@ -224,3 +224,34 @@ def test_a_lesson_converts_to_a_notebook_with_markdown_cells():
             assert not cell.source.lstrip().startswith(('"""', "# ##", "# **")), cell.source[:80]
         else:
             assert not re.search(r"^# (\*\*|- |[a-z])", cell.source, re.M), "comment marks left in markdown"
+
+
+# ---------------------------------------------------------------- the course guide
+
+GUIDE = lessons_dir() / "README.md"
+
+
+def test_the_guide_lists_every_lesson_in_order_with_times_papers_and_prerequisites():
+    text = GUIDE.read_text()
+    order = [text.index(f"]({lesson.name})") for lesson in LESSONS]
+    assert order == sorted(order), "the guide's table lists the lessons in their order"
+    for lesson in LESSONS:
+        number = lesson.name[:2]
+        section = text.split(f"### Lesson {number}:")[1].split("\n### ")[0].split("\n## ")[0]
+        assert "Papers:" in section and "](https://" in section, f"lesson {number}: no paper links"
+        for exercise in exercises_of(number):
+            assert f"`{exercise.name}`" in section, f"lesson {number}: {exercise.name} not named"
+        row = next(line for line in text.splitlines() if line.startswith(f"| [{number}:"))
+        assert " min |" in row, f"lesson {number}: no working time in {row}"
+    for paper in ("arxiv.org/abs/2209.11895", "arxiv.org/abs/2404.07129", "arxiv.org/abs/1312.6120",
+                  "transformer-circuits.pub/2021/framework"):
+        assert paper in text
+    times = text.split("<!-- run-times: written by lessons/time_lessons.py -->")[1].split("<!-- /run-times -->")[0]
+    for lesson in LESSONS:
+        assert f"| `{lesson.name}` |" in times, f"no measured run time for {lesson.name}"
+    assert "load average" in times and "python lessons/time_lessons.py" in text
+
+
+def test_the_notebooks_extra_installs_jupytext():
+    setup = (lessons_dir().parent / "setup.cfg").read_text()
+    assert re.search(r"^notebooks =\n    jupytext", setup, re.M)

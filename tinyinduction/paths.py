@@ -14,10 +14,10 @@ A lesson finds its repository from its own file, not from the package:
                              exercise versions of the lessons write, so a student's figures
                              never replace the committed ones
     runs_dir(root=)          root/runs
-    Without root: the checkout the package was installed from (pip install -e .), else
-    the checkout the working directory is in, else the working directory.
     cache_directory()        $XDG_CACHE_HOME/tinyinduction (~/.cache/tinyinduction): tables
                              built once and named by a hash of their recipe (glyphs, BPE)
+Without root: the checkout the package was installed from (pip install -e .), else the
+checkout the working directory is in, else the working directory.
 
 Environment variables (the test suite uses them to keep its output in a temporary
 directory):

@@ -57,9 +57,9 @@ FOR LESSON AUTHORS: declaring an exercise (one mechanism for every lesson)
    it; tests/test_lessons.py runs every lesson (TINYINDUCTION_QUICK=1) and every exercise
    version, which must stop at its first exercise with the check's message.
 """
-from .core import (Case, CheckResult, Exercise, ExerciseFailed, Mistake, check, compare_outputs,
-                   exercises_of, get_exercise, load_all, numerical_gradient, register,
-                   show_solution, stub_source)
+from .compare import compare_outputs, numerical_gradient
+from .core import (Case, CheckResult, Exercise, ExerciseFailed, Mistake, check, exercises_of,
+                   get_exercise, load_all, register, show_solution, stub_source)
 from .reveal import reveal
 
 __all__ = ["Case", "CheckResult", "Exercise", "ExerciseFailed", "Mistake", "check", "compare_outputs",

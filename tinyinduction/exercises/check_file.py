@@ -103,6 +103,10 @@ def check_file(lesson: str, path: Path) -> FileReport:
             results.append((exercise.name, MISSING, None))
         else:
             result: CheckResult = exercise.run(namespace[exercise.name])
+            if any("raised NameError" in line for line in result.lines):
+                result.lines.append("  (check runs only the file's imports, function definitions and "
+                                    "constants, not its cells: a function must not use a variable "
+                                    "that a cell computes)")
             results.append((exercise.name, result.verdict, result))
     return FileReport(Path(path), lesson, results, problem or [])
 

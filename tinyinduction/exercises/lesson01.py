@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import ops, tl_layout
 from ..clamp import previous_token_target
-from .core import Case, Exercise, Mistake, numerical_gradient, register
+from .compare import numerical_gradient
+from .core import Case, Exercise, Mistake, register
 
 PATTERN_AXES = ("batch", "head", "query_pos", "key_pos")
 HEAD_VECTOR_AXES = ("batch", "pos", "head", "d_head")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import toy
-from .core import Case, Exercise, Mistake, numerical_gradient, register
+from .compare import numerical_gradient
+from .core import Case, Exercise, Mistake, register
 
 
 def _gradient_cases(rng):

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..subcircuits import match_target, shift_middle_backward, shift_middle_forward
 from ..tasks.fewshot import FewShotBatch
-from .core import Case, Exercise, Mistake, numerical_gradient, register
+from .compare import numerical_gradient
+from .core import Case, Exercise, Mistake, register
 
 
 def _batch(query_pair):
