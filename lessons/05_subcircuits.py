@@ -10,7 +10,7 @@
 # - predict which clamps remove the plateau, and hold each loss curve against the toy
 #   model of lesson 04 with the matching number of factors;
 # - see one of Singh et al.'s data results: more training classes slow down learning the
-#   match (B), not the copy (C).
+#   match (B) much more than the copy (C).
 #
 # **Prerequisite:** lesson 04 (the toy model), whose factors this lesson takes away one
 # by one.
@@ -20,8 +20,8 @@
 # `shift_middle_backward`; `python -m tinyinduction.exercises check 05` checks both
 # without training anything.
 #
-# Trains 1 + 6 + 4 short runs of the quick setting (2 layers x 4 heads, d_model 32), two
-# at a time (`TINYINDUCTION_QUICK=1`: fewer steps). Layers: ours start at 0; Singh et
+# Trains 1 + 6 + 12 short runs of the quick setting (2 layers x 4 heads, d_model 32),
+# two at a time (`TINYINDUCTION_QUICK=1`: fewer steps, one seed for the data sweep). Layers: ours start at 0; Singh et
 # al. call our layer 0 "layer 1". **Prints** each condition's learning time, plateau and
 # fitted toy depth, and the data sweep; **saves** `figures/05_subcircuits.png` and
 # `figures/05_data.png`. The paper-setting experiments: `python -m tinyinduction

@@ -329,7 +329,8 @@ def test_command_line_writes_keeps_student_work_and_lists(tmp_path, capsys):
 ])
 def test_command_line_refuses_options_it_would_ignore(argv, words, capsys):
     assert main(argv) == 2
-    assert words in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert words in captured.err and len(captured.err.strip().splitlines()) == 1 and not captured.out
 
 
 # ---------------------------------------------------------------- checking a whole exercise file
@@ -422,3 +423,15 @@ def test_check_command_finds_the_default_file(tmp_path, capsys):
 
 def test_lessons_directory_is_found_from_the_package():
     assert lessons_dir() is not None and lessons_dir().is_dir()
+
+
+def test_lessons_directory_is_found_from_the_working_directory_after_pip_install_dot(tmp_path, monkeypatch):
+    from tinyinduction import paths
+    monkeypatch.setattr(paths, "repository_root", lambda: None)      # the package in site-packages
+    (tmp_path / "setup.cfg").write_text("")
+    (tmp_path / "lessons" / "exercises").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "lessons" / "exercises")
+    assert paths.lessons_dir() == tmp_path.resolve() / "lessons"
+    assert paths.lesson_root(tmp_path / "lessons" / "01_x.py") == tmp_path.resolve()
+    monkeypatch.chdir(tmp_path.parent)
+    assert paths.lessons_dir() is None
