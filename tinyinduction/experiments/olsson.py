@@ -44,10 +44,11 @@ from ..tasks.repeated import (fitting_prefix_length, prefix_matching_candidates,
                               prefix_matching_tokens, repeated_tokens)
 from ..tasks.text import TextConfig, TextTask
 from ..train import load_params
-from .base import Row
+from .base import Row, format_value
 
 NAME = "olsson"
 SUMMARY = "Olsson et al. 2022 on Python source: 1 vs 2 layers, smeared key, ICL score, PCA"
+OPTIONS = ("seed", "text")
 
 MODELS = {"1L": (1, False), "2L": (2, False), "1L_smeared": (1, True), "2L_smeared": (2, True)}
 CONTROL = "2L_plain_text"    # default setting only: the 2-layer model without repeated windows
@@ -266,6 +267,11 @@ def loss_pca(trajectories: dict, first: int = 1) -> dict:
 # ---------------------------------------------------------------- the experiment
 
 
+def check(ctx):
+    """Refuse text that cannot be trained on (--text) before reproduce writes anything."""
+    setting(ctx.quick, ctx.seed, source=ctx.text or "stdlib").text.make_task()   # cached
+
+
 def run(ctx) -> dict:
     from . import olsson_plots as plots
     s = setting(ctx.quick, ctx.seed, source=getattr(ctx, "text", None) or "stdlib")
@@ -323,10 +329,11 @@ def run(ctx) -> dict:
                            "icl_band": ICL_BAND, "n_eval_windows": s.n_eval_windows,
                            "prefix_matching_tokens": probes.n_random}
     suffix = "_quick" if ctx.quick else ""
-    plots.training_figure(ctx.figure_path(f"olsson_training{suffix}"), trajectories, results)
-    plots.pca_figure(ctx.figure_path(f"olsson_pca{suffix}"), pca, trajectories, results)
-    plots.heads_figure(ctx.figure_path(f"olsson_heads{suffix}"), results)
-    plots.ablation_figure(ctx.figure_path(f"olsson_ablation{suffix}"), results, trajectories)
+    note = ctx.figure_note
+    plots.training_figure(ctx.figure_path(f"olsson_training{suffix}"), trajectories, results, note)
+    plots.pca_figure(ctx.figure_path(f"olsson_pca{suffix}"), pca, trajectories, results, note)
+    plots.heads_figure(ctx.figure_path(f"olsson_heads{suffix}"), results, note)
+    plots.ablation_figure(ctx.figure_path(f"olsson_ablation{suffix}"), results, trajectories, note)
     return results
 
 
@@ -364,3 +371,105 @@ def table(results) -> list[Row]:
         rows.append(Row(f"2L ICL score, {label}: as many other heads ablated", scores["other_heads_icl_score"],
                         "", f"mean over {len(a['other_head_sets'])} head sets"))
     return rows
+
+
+# ---------------------------------------------------------------- the results page (report.py)
+
+TITLE = "Olsson et al. 2022 on real text"
+FIGURES = {
+    "olsson_training": "Columns: the models. Top: loss on plain held-out windows (dots) and on "
+                      "held-out windows that repeat a span (grey). Middle: the ICL score (one "
+                      "scale for all). Bottom: every head's prefix-matching score (dotted: layer 0). "
+                      "Dashed line: the phase change.",
+    "olsson_pca": "Left: per-token losses of every checkpoint of every model, first two principal "
+                  "components. Right: the final loss at each position of the window; the ICL score "
+                  "reads the marked positions.",
+    "olsson_ablation": "The 2-layer model's ICL score with its induction heads zeroed, or as many "
+                       "other heads (dots: each set), on plain and on repeated held-out windows; "
+                       "error bars are standard errors over windows.",
+    "olsson_heads": "Per-head scores of every model: prefix matching, induction, previous token, "
+                    "both copying scores.",
+}
+
+
+def _best_head(model) -> str:
+    scores = np.asarray(model["prefix_matching"], dtype=float)
+    layer, head = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return f"L{layer}H{head} {scores[layer, head]:.2f}"
+
+
+def report(results) -> str:
+    m, s = results["models"], results["settings"]
+    text, train, fingerprint = s["text"], s["train"], s["fingerprint"]
+    a = results["ablation"]
+    lines = [
+        "Olsson et al. argue, from small attention-only models trained on ordinary text, that "
+        "induction heads form in a phase change and carry most of in-context learning. This "
+        "experiment repeats their small-model arguments on a text every Python installation has: "
+        f"its standard library's source ({fingerprint['files']:,} files, "
+        f"{fingerprint['characters']:,} characters, character tokens; the text, the smeared key "
+        "and the measures: [reference manual](tinyinduction/README.md#text-tasks-and-olsson-et-als-measures)).",
+        "",
+        f"**The setting.** Attention-only, RoPE, pre-LayerNorm, {s['n_heads']} heads of {s['d_head']} "
+        f"per layer, d_model {s['d_model']}, context {text['n_ctx']} characters, Adam lr "
+        f"{train['lr']:g}, batch {train['batch_size']}, {train['steps']:,} steps, a checkpoint every "
+        f"{train['checkpoint_every']:,}; models {', '.join(m)}. A deviation from the paper: a share "
+        f"{text['repeat_fraction']:g} of the training windows repeat a span of real text (a window is "
+        "its own first few characters over and over, so only copying, not a fixed offset, predicts "
+        "it): on plain characters an induction head has almost nothing to gain (lesson 06 measures "
+        "why)"
+        + (f"; the 2-layer model trained on plain text for the same steps (`{CONTROL}`, the control) "
+           f"reaches a best prefix-matching score of {m[CONTROL]['max_prefix_matching']:.2f}"
+           if CONTROL in m else "") + ". The ICL score is measured on plain held-out "
+        f"windows, as Olsson et al. do (positions {format_value(s['icl_positions'])}, each averaged "
+        f"over +-{s['icl_band']} positions, {s['n_eval_windows']} windows).",
+        "",
+        f"**Phase change** (our rule): the first checkpoint at which the best head's prefix-matching "
+        f"score is halfway from its start to its maximum, if that maximum reaches {PHASE_MIN_PREFIX} "
+        f"(otherwise none). **Induction heads**: final prefix-matching score >= {INDUCTION_THRESHOLD}.",
+        "",
+        "| model | best prefix-matching head (final) | phase change | final ICL score (nats) | Olsson et al. |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in m.items():
+        lines.append(f"| {name} | {_best_head(r)} | {_fmt_phase(r['phase_change_step'])} | "
+                     f"{r['icl_score']:+.3f} +- {r['icl_score_sem']:.3f} | {PAPER.get(name, '(control)')} |")
+    around = m.get("2L", {}).get("icl_score_around_phase_change")
+    lines += [
+        "",
+        "- **Which models form induction heads, and when**: the table above; "
+        + ("the smeared key brings the phase change earlier"
+           if all(m.get(k, {}).get("phase_change_step") is not None for k in ("2L", "2L_smeared"))
+           and m["2L_smeared"]["phase_change_step"] < m["2L"]["phase_change_step"]
+           else "the smeared key does not bring the 2-layer phase change earlier here") + ".",
+        "- **The ICL score across the 2-layer phase change** (mean before, after): "
+        + (_fmt_pair(around) if around else "no phase change") + " (Olsson et al.: a jump to about "
+        "-0.4 nats).",
+        f"- **Ablation** of the 2-layer model's induction heads "
+        f"({', '.join(f'L{l}H{h}' for l, h in a['induction_heads'])}; "
+        f"{a['rule']}): ICL score on plain windows {a['clean_icl_score']:+.3f} clean, "
+        f"{a['induction_heads_icl_score']:+.3f} with them zeroed, "
+        f"{format_value(a['other_heads_icl_score'])} with as many other heads zeroed (mean over "
+        f"{len(a['other_head_sets'])} head set(s)); on repeated windows {a['repeated']['clean_icl_score']:+.3f}, "
+        f"{a['repeated']['induction_heads_icl_score']:+.3f} and "
+        f"{format_value(a['repeated']['other_heads_icl_score'])}. Olsson et al.: "
+        f"{PAPER['ablation']}.",
+        "",
+        "Our models are tiny, see characters rather than words and train for seconds rather than "
+        "days; the setting was chosen before the results.",
+    ]
+    return "\n".join(lines)
+
+
+def headline(results) -> list[Row]:
+    m = results["models"]
+    if "1L" not in m or "2L" not in m:
+        return []
+    around = m["2L"].get("icl_score_around_phase_change")
+    return [
+        Row("2-layer attention-only models form induction heads, 1-layer ones do not: best "
+            "prefix-matching head, 2L / 1L", [m["2L"]["max_prefix_matching"], m["1L"]["max_prefix_matching"]],
+            "yes / no"),
+        Row("the ICL score jumps at the phase change: 2L's ICL score before -> after it",
+            _fmt_pair(around) if around else "no phase change", "jump to ~ -0.4 nats"),
+    ]

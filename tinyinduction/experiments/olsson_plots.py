@@ -14,6 +14,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .plots import titled
+
 COLOURS = {"1L": "tab:blue", "2L": "tab:red", "1L_smeared": "tab:cyan", "2L_smeared": "tab:orange"}
 
 
@@ -22,7 +24,7 @@ def _mark_phase(ax, step):
         ax.axvline(step, color="k", ls="--", lw=0.8)
 
 
-def training_figure(path, trajectories, results):
+def training_figure(path, trajectories, results, note=""):
     names = list(trajectories)
     fig, axes = plt.subplots(3, len(names), figsize=(3.6 * len(names), 8.4), sharex="col",
                              squeeze=False)
@@ -67,14 +69,14 @@ def training_figure(path, trajectories, results):
     band = results["settings"]["icl_band"]
     axes[1, 0].set_ylabel(f"ICL score (nats)\nloss@{late}±{band} − loss@{early}±{band}")
     axes[2, 0].set_ylabel("prefix-matching score\n(dotted: layer 0, solid: layer 1)")
-    fig.suptitle("Olsson et al. on Python source: loss, ICL score and prefix matching over training "
-                 "(dashed line: phase change)", fontsize=10)
+    fig.suptitle(titled("Olsson et al. on Python source: loss, ICL score and prefix matching over "
+                        "training (dashed line: phase change)", note), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def pca_figure(path, pca, trajectories, results):
+def pca_figure(path, pca, trajectories, results, note=""):
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5))
     for name, tr in trajectories.items():
         points, colour = pca[name], COLOURS.get(name, "k")
@@ -89,8 +91,8 @@ def pca_figure(path, pca, trajectories, results):
     ax.set_xlabel(f"PC 1 ({100 * explained[0]:.0f}% of variance)")
     ax.set_ylabel(f"PC 2 ({100 * explained[1]:.0f}% of variance)")
     first_step = next(iter(trajectories.values()))["step"][pca["first"]]
-    ax.set_title(f"per-token losses across checkpoints, first two principal components\n"
-                 f"(open circle: step {first_step:,}; star: phase change; square: end)", fontsize=9)
+    ax.set_title(titled("per-token losses across checkpoints, first two principal components", note)
+                 + f"\n(open circle: step {first_step:,}; star: phase change; square: end)", fontsize=9)
     ax.legend(fontsize=8)
     for name, tr in trajectories.items():
         ax2.plot(np.arange(tr["loss_by_position"].shape[1]), tr["loss_by_position"][-1],
@@ -109,7 +111,7 @@ def pca_figure(path, pca, trajectories, results):
     plt.close(fig)
 
 
-def heads_figure(path, results):
+def heads_figure(path, results, note=""):
     names = list(results["models"])
     kinds = [("prefix_matching", "prefix matching", (0, 1)), ("induction_score", "induction", (0, 1)),
              ("previous_token_score", "previous token", (0, 1)),
@@ -136,13 +138,13 @@ def heads_figure(path, results):
             if col == 0:
                 ax.set_ylabel(name, fontsize=9)
             fig.colorbar(image, ax=ax, fraction=0.05)
-    fig.suptitle("final per-head scores", fontsize=10)
+    fig.suptitle(titled("final per-head scores", note), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def ablation_figure(path, results, trajectories):
+def ablation_figure(path, results, trajectories, note=""):
     a = results["ablation"]
     heads = ", ".join(f"L{l}H{h}" for l, h in a["induction_heads"])
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -166,8 +168,8 @@ def ablation_figure(path, results, trajectories):
         ax.set_title(title, fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
     axes[0].set_ylabel("ICL score of the 2-layer model (nats)\nnegative = later characters are easier")
-    fig.suptitle("zero-ablating the 2-layer model's induction heads (error bars: standard error over windows)",
-                 fontsize=10)
+    fig.suptitle(titled("zero-ablating the 2-layer model's induction heads (error bars: standard error "
+                        "over windows)", note), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -11,18 +11,19 @@ steps), all together learn fastest (~0.27M = ~8,400 steps).
 from __future__ import annotations
 
 from ..sweep import RunSpec
-from .base import Row
+from .base import Row, format_value
 from .setups import setting
 
 NAME = "race"
 SUMMARY = "Singh et al. finding 2: each layer-1 head trained alone, and all together"
+OPTIONS = ("seed", "features")
 PAPER_STEPS = 31_250
 PAPER = {"all": 0.27e6 / 32, "alone": (0.30e6 / 32, 0.61e6 / 32)}   # learning times in steps
 
 
 def run(ctx) -> dict:
     from . import plots
-    model, task, train = setting(ctx.quick, ctx.seed, checkpoint_every=PAPER_STEPS)
+    model, task, train = setting(ctx.quick, ctx.seed, ctx.features, checkpoint_every=PAPER_STEPS)
     if ctx.quick:
         train = train.replace(checkpoint_every=train.steps)
     everyone = ctx.train_runs([RunSpec("all", model, task, train)], grid="all")["all"]
@@ -43,7 +44,8 @@ def run(ctx) -> dict:
     learning_time = {"all": everyone.learning_time}
     learning_time.update({str(h): alone[f"head={h}"].learning_time for h in range(model.n_heads)})
     final_loss = {key: curve["loss"][-1] for key, curve in curves.items()}
-    plots.race_figure(ctx.figure_path("race" + ("_quick" if ctx.quick else "")), curves, learning_time)
+    plots.race_figure(ctx.figure_path("race" + ("_quick" if ctx.quick else "")), curves, learning_time,
+                      note=ctx.figure_note)
     learned = [lt for key, lt in learning_time.items() if key != "all" and lt is not None]
     return {"learning_time": learning_time, "final_loss": final_loss, "steps_alone": steps,
             "steps_rule": rule, "n_alone_learned": len(learned),
@@ -74,3 +76,39 @@ def table(results) -> list[Row]:
             "> 1: all heads together learn fastest"),
         Row("alone-run length", results["steps_alone"], "", results["steps_rule"]),
     ]
+
+
+# ---------------------------------------------------------------- the results page (report.py)
+
+TITLE = "Heads race"
+FIGURES = {"race": "The loss of each layer-1 head trained alone, and of all heads together."}
+
+
+def _ratio(results):
+    lt = results["learning_time"]
+    learned = [v for k, v in lt.items() if k != "all" and v is not None]
+    return None if not learned or lt["all"] is None else min(learned) / lt["all"]
+
+
+def report(results) -> str:
+    lt = results["learning_time"]
+    alone = [v for k, v in lt.items() if k != "all"]
+    learned = [v for v in alone if v is not None]
+    ratio = _ratio(results)
+    paper_ratio = PAPER["alone"][0] / PAPER["all"]
+    verdict = ("as in the paper, all heads together learn fastest" if results["all_fastest"]
+               else "unlike the paper, a head alone learns as fast as all heads together or faster")
+    return (f"Each layer-1 head trained alone (the other heads' values zeroed all through "
+            f"training), and all heads together, seed {results['meta']['seed']}. All heads together "
+            f"cross 0.4 ln 2 at step {format_value(lt['all'])} (paper ~{PAPER['all']:,.0f}); each "
+            f"alone-run lasts {results['steps_alone']:,} steps: {results['steps_rule']}.\n\n"
+            f"{len(learned)} of {len(alone)} heads learn alone, at steps "
+            f"{format_value(sorted(learned)) if learned else '-'} (paper: all of them, "
+            f"~{PAPER['alone'][0]:,.0f}-{PAPER['alone'][1]:,.0f}); {verdict}: the fastest single "
+            f"head needs {format_value(ratio)} times as long as the whole layer (paper "
+            f"{paper_ratio:.2f}).")
+
+
+def headline(results) -> list[Row]:
+    return [Row("all heads together learn fastest: fastest head alone / all together (learning time)",
+                _ratio(results), f"{PAPER['alone'][0] / PAPER['all']:.2f}")]
