@@ -112,7 +112,7 @@ reveal("02.untrained", strength=", ".join(f"{v:+.3f}" for v in untrained_strengt
 # ## Train
 # ### Predict first
 # An untrained network's arbitrary first guesses are worse than a uniform guess over
-# the 5 labels (loss ln 5 = 1.61), which it learns within a few dozen steps. Before the
+# the 5 labels (loss ln 5 = 1.61), which it soon learns to beat. Before the
 # circuit exists, the network can learn one more thing: the answer is one of the two
 # labels in the context. Where will the loss sit while it knows only that?
 

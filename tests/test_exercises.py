@@ -435,3 +435,15 @@ def test_lessons_directory_is_found_from_the_working_directory_after_pip_install
     assert paths.lesson_root(tmp_path / "lessons" / "01_x.py") == tmp_path.resolve()
     monkeypatch.chdir(tmp_path.parent)
     assert paths.lessons_dir() is None
+
+
+def test_the_size_hint_needs_a_size_that_separates_two_or_more_failing_cases():
+    def cases(rng):
+        return [Case(f"n={n}, start {k}", (n, k), np.arange(k, k + n, dtype=float), "maths", sizes={"n": n})
+                for n, k in ((2, 0), (2, 5), (3, 0), (3, 7), (4, 1))]
+
+    exercise = Exercise("count_up", "99", solution=lambda n, k: np.arange(k, k + n, dtype=float),
+                        make_cases=cases)
+    assert "only work for n = 2" in str(exercise.run(lambda n, k: np.array([k, k + 1.0])))
+    one_case_off = str(exercise.run(lambda n, k: np.arange(k, k + n, dtype=float) + (n == 4)))
+    assert "not right yet" in one_case_off and "only work for" not in one_case_off

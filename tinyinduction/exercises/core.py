@@ -233,9 +233,10 @@ def _same_output(a, b) -> bool:
 
 def _size_hint(passed_cases, failed_cases) -> Optional[str]:
     """'It passed with C = 2 and fails with C = 3: ...' when a size separates the passing
-    cases from the failing ones (cases without sizes, e.g. degenerate ones, do not count)."""
+    cases from two or more failing ones (one failing case may fail for another reason;
+    cases without sizes, e.g. degenerate ones, do not count)."""
     passed_cases = [c for c in passed_cases if c.sizes]
-    if not passed_cases or not failed_cases[0].sizes:
+    if not passed_cases or len(failed_cases) < 2 or not failed_cases[0].sizes:
         return None
     seen = {k: {c.sizes.get(k) for c in passed_cases} for k in failed_cases[0].sizes}
     new = [k for k, values in seen.items()
