@@ -34,12 +34,12 @@ import numpy as np
 
 from tinyinduction import tl_layout
 from tinyinduction.clamp import previous_token_pattern
-from tinyinduction.config import ModelConfig, TaskConfig
+from tinyinduction.config import ModelConfig
 from tinyinduction.exercises import check, reveal, show_solution
 from tinyinduction.model import init_params, loss_and_grads, run_with_cache
 from tinyinduction.paths import figures_dir, lesson_root, quick_mode
 from tinyinduction.plots import add_attention_colorbar, fewshot_token_names, plot_patterns
-from tinyinduction.tasks.fewshot import FewShotTask
+from tinyinduction.tasks.fewshot import FewShotTask, TaskConfig
 
 ROOT = lesson_root()                  # the checkout this lesson is in, found from its own file
 FIGURES = figures_dir(root=ROOT)      # ROOT/figures

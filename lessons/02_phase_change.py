@@ -30,7 +30,7 @@ import tempfile
 import matplotlib.pyplot as plt
 import numpy as np
 
-from tinyinduction.config import preset
+from tinyinduction.presets import preset
 from tinyinduction.demo import mean_patterns
 from tinyinduction.exercises import check, reveal
 from tinyinduction.model import init_params, run_with_cache

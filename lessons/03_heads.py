@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyinduction.config import ModelConfig, TaskConfig
+from tinyinduction.config import ModelConfig
 from tinyinduction.exercises import check, reveal
 from tinyinduction.experiments import plots
 from tinyinduction.experiments.heads import checkpoints, over_training, redundancy, switch_on, wiring
@@ -45,7 +45,7 @@ from tinyinduction.model import run_with_cache
 from tinyinduction.paths import figures_dir, lesson_root, quick_mode, runs_dir
 from tinyinduction.phases import describe_history
 from tinyinduction.subcircuits import ablate_heads
-from tinyinduction.tasks.fewshot import FewShotTask
+from tinyinduction.tasks.fewshot import FewShotTask, TaskConfig
 from tinyinduction.train import evaluate, load_params, train
 
 ROOT = lesson_root()                  # the checkout this lesson is in, found from its own file

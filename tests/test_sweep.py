@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from tinyinduction.cli import main
 
-from tinyinduction.config import ModelConfig, TaskConfig, TrainConfig
+from tinyinduction.config import ModelConfig, TrainConfig
+from tinyinduction.tasks.fewshot import TaskConfig
 from tinyinduction.experiments.grid import expand, spec_from_flags
 from tinyinduction.sweep import RunSpec, run_dir_name, run_grid
 
@@ -76,6 +77,19 @@ def test_an_out_holding_another_grid_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"run seed=1 there has other settings \(train.lr"):
         run_grid([RunSpec("seed=1", MODEL, TASK, tiny(1, steps=10).train.replace(lr=2e-3))],
                  tmp_path, grid_name="first", log=quiet)
+
+
+def test_a_failing_run_stops_the_others_which_save(tmp_path):
+    """One run diverges: the other, far from done, stops between two steps and saves
+    (so nothing outlives the grid), then the divergence is reported."""
+    from tinyinduction.train import TrainingDiverged
+    diverging = RunSpec("diverges", MODEL, TASK, tiny(1, steps=50).train.replace(lr=1e12))
+    long = tiny(2, steps=5_000)           # ~10 s if nothing stopped it
+    with pytest.raises(TrainingDiverged):
+        run_grid([diverging, long], tmp_path / "grid", jobs=2, log=quiet)
+    record = json.loads((tmp_path / "grid" / "seed=2" / "run.json").read_text())
+    assert record["status"] == "interrupted" and "the failure of run diverges" in record["message"]
+    assert record["step"] < 5_000 and not (tmp_path / "grid" / "summary.json").exists()
 
 
 def test_grid_specs_expand():
@@ -279,7 +293,8 @@ def test_workers_stop_when_the_parent_dies(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(tmp_path)!r})
-        from tinyinduction.config import ModelConfig, TaskConfig, TrainConfig
+        from tinyinduction.config import ModelConfig, TrainConfig
+        from tinyinduction.tasks.fewshot import TaskConfig
         from tinyinduction.sweep import RunSpec, run_dir_name, run_grid
         import os
         print(os.getpid(), flush=True)

@@ -293,10 +293,11 @@ def register(exercise: Exercise) -> Exercise:
 
 def load_all() -> dict:
     """Import every tinyinduction/exercises/lessonNN.py module; return {name: Exercise}."""
-    from tinyinduction import exercises as package
-    for module in pkgutil.iter_modules(package.__path__):
+    # the lesson modules sit beside this file (found without importing the package
+    # itself, which imports this module: no import circle)
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if module.name.startswith("lesson"):
-            importlib.import_module(f"{package.__name__}.{module.name}")
+            importlib.import_module(f"{__package__}.{module.name}")
     return dict(_REGISTRY)
 
 

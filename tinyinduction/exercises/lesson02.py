@@ -12,7 +12,7 @@ import functools
 import numpy as np
 
 from ..clamp import Clamp, previous_token_pattern
-from ..config import preset
+from ..presets import preset
 from ..measures import induction_strength, label_previous_token_score, previous_token_score
 from ..model import init_params, run_with_cache
 from ..tasks.fewshot import FewShotTask

@@ -12,7 +12,8 @@ import functools
 import numpy as np
 
 from ..clamp import Clamp, previous_token_pattern
-from ..config import ModelConfig, TaskConfig
+from ..config import ModelConfig
+from ..tasks.fewshot import TaskConfig
 from ..measures import composition_score, previous_token_head_score, previous_token_score
 from ..model import init_params, run_with_cache
 from ..tasks.fewshot import FewShotTask

@@ -22,6 +22,7 @@ from ..phases import PAPER_THRESHOLD, describe_history, describe_phase_change
 from ..sweep import RunSpec
 from .. import toy
 from .base import Row, format_value
+from .report import fixed
 from .setups import setting
 
 NAME = "toy"
@@ -75,6 +76,11 @@ def network_fit(history: dict) -> dict:
     return {"x": x, "loss": loss, "best": best, "fits": fits, "phase": phase}
 
 
+def _step(value):
+    """An interpolated step, to the nearest step (None where there is none)."""
+    return None if value is None or not np.isfinite(value) else int(round(value))
+
+
 def run(ctx) -> dict:
     scalar = scalar_toy()
     vector_steps, histories = vector_toy()
@@ -98,8 +104,8 @@ def run(ctx) -> dict:
                    "max_rel_error": scalar["max_rel_error"]},
         "vector": {**VECTOR, "transition_step": vector_steps},
         "network": {"steps": int(fit["x"][-1]), "learning_time": summary.learning_time,
-                    "plateau_level": phase.plateau_level, "plateau_start": phase.plateau_start,
-                    "plateau_end": phase.plateau_end, "transition_time": phase.transition_time,
+                    "plateau_level": phase.plateau_level, "plateau_start": _step(phase.plateau_start),
+                    "plateau_end": _step(phase.plateau_end), "transition_time": _step(phase.transition_time),
                     "best_depth": best.depth, "rms_by_depth": best.rms_by_depth,
                     "tau": best.tau, "w0": best.w0, "x_start": best.x_start},
     }
@@ -165,13 +171,26 @@ def report(results) -> str:
                                                  for k, v in steps.items()) + ".",
         "",
         f"The network (the seed-{results['meta']['seed']} run, {network['steps']:,} steps): a plateau "
-        f"at {format_value(network['plateau_level'])} from step {format_value(network['plateau_start'])} "
-        f"to {format_value(network['plateau_end'])}, loss < 0.4 ln 2 at step "
-        f"{format_value(network['transition_time'])}. The toy fitted from the plateau's start: rms "
+        f"at {fixed(network['plateau_level'])} from step {fixed(network['plateau_start'], ',.0f')} "
+        f"to {fixed(network['plateau_end'], ',.0f')}, loss < 0.4 ln 2 at step "
+        f"{fixed(network['transition_time'], ',.0f')}. The toy fitted from the plateau's start: rms "
         + ", ".join(f"{rms[d]:.4f} for D = {d}" for d in sorted(rms))
-        + f". Best D = {network['best_depth']}; the next best, D = {ordered[1]}, is within "
-        f"{rms[ordered[1]] / rms[ordered[0]]:.2f}x of it: the curve's shape alone tells a sigmoid from "
-        "an exponential, and hardly more. The clamping experiments "
-        "([subcircuits](#subcircuits-singh-et-al-fig-5b)) fit the toy to every clamped condition.",
+        + f". Best D = {network['best_depth']}; the next best, D = {ordered[1]}, has "
+        f"{rms[ordered[1]] / rms[ordered[0]]:.2f}x its rms" + _shape_verdict(rms) + " The clamping "
+        "experiments ([subcircuits](#subcircuits-singh-et-al-fig-5b)) fit the toy to every clamped "
+        "condition.",
     ])
+
+
+def _shape_verdict(rms) -> str:
+    """What the fit's rms values can say about the shape of the drop."""
+    one = rms.get("1", rms.get(1))
+    more = [v for d, v in rms.items() if int(d) > 1]
+    if one is None or not more:
+        return "."
+    if one > 2 * min(more):
+        close = max(more) < 1.5 * min(more)
+        return (": the drop is sigmoidal, not exponential"
+                + (", and its shape alone hardly tells two factors from three." if close else "."))
+    return ": one factor fits as well, so the curve shows no plateau-then-drop shape to speak of."
 
