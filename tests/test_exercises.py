@@ -153,6 +153,9 @@ def test_mistake_hints_sign_factor_and_axis_order():
     axes = (("row", "col"),)
     assert "opposite sign" in "\n".join(compare_outputs(-expected, expected, ("x",), axes))
     assert "times 2" in "\n".join(compare_outputs(2 * expected, expected, ("x",), axes))
+    # one number: only a simple factor is named (any number is some multiple of another)
+    assert "times 1.41421" in "\n".join(compare_outputs(np.sqrt(2) * 0.35, 0.35, ("x",)))
+    assert "times" not in "\n".join(compare_outputs(0.345, 0.351, ("x",)))
     lines = compare_outputs(expected.T, expected, ("x",), axes)
     assert "shape (3, 2) but should have shape (2, 3) [row, col]" in lines[0]
     assert "[col, row]" in lines[1]

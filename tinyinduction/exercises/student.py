@@ -214,7 +214,9 @@ def main(argv=None) -> int:
         if kept and not args.all:
             print(f"error: {len(kept)} of the files you asked for exist and were kept", file=sys.stderr)
             return 2
-        if chosen:
+        if len(chosen) == 1:
+            print(f"check your work: python -m tinyinduction.exercises check {chosen[0]}")
+        elif chosen:
             print(f"check your work: python -m tinyinduction.exercises check NN (e.g. {chosen[0]})")
     except (ValueError, KeyError, OSError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
