@@ -329,6 +329,8 @@ def test_command_line_writes_keeps_student_work_and_lists(tmp_path, capsys):
     (["--all", "--solution", "product_gradient"], "drop --all"),
     (["--list", "--solution", "product_gradient"], "drop --list"),
     (["--all", "01"], "lesson numbers or --all, not both"),
+    (["--list", "01"], "--list lists every lesson's exercises and takes nothing else; drop lesson numbers 01"),
+    (["--list", "--all"], "takes nothing else; drop --all"),
 ])
 def test_command_line_refuses_options_it_would_ignore(argv, words, capsys):
     assert main(argv) == 2

@@ -184,6 +184,9 @@ def main(argv=None) -> int:
                                  f"else; drop {' and '.join(others)}")
             show_solution(args.solution)
             return 0
+        if args.list and (args.lessons or args.all):
+            raise ValueError("--list lists every lesson's exercises and takes nothing else; drop "
+                             + ("lesson numbers " + " ".join(args.lessons) if args.lessons else "--all"))
         registry = load_all()
         with_exercises = sorted({ex.lesson for ex in registry.values()})
         if args.list:
