@@ -197,6 +197,32 @@ def test_bench_times_a_clamped_step_against_the_plain_one(capsys):
     assert "--condition names its own clamps" in capsys.readouterr().err
 
 
+def test_the_speed_sections_bench_commands_build_their_conditions_clamps():
+    """The reference manual's clamp-ratio table: one `bench --clamp/--only-head` command per
+    condition of subcircuits.condition_specs (induction head 3, previous-token head 2, as
+    `bench --condition`), each building that condition's clamps (in any order within a pass)."""
+    import re
+    import shlex
+    from pathlib import Path
+    from tinyinduction.cli import _clamps_from_options, build_parser
+    from tinyinduction.presets import preset
+    from tinyinduction.subcircuits import CONDITIONS, build_clamps, condition_specs
+    text = (Path(__file__).resolve().parent.parent / "tinyinduction" / "README.md").read_text()
+    rows = dict(re.findall(r"^\| ([\w+]+) \| `python -m tinyinduction (bench [^`]*)` \|", text, re.M))
+    assert sorted(rows) == sorted(CONDITIONS)
+    model = preset("paper")[0]
+
+    def clamps_by_pass(passes):
+        return {p.name: sorted(map(str, p.clamps)) for p in passes.passes}
+
+    for name, command in rows.items():
+        args = build_parser().parse_args(shlex.split(command))
+        assert args.json and not args.condition
+        built = _clamps_from_options(args, model, announce=False)
+        expected = build_clamps(condition_specs(name, induction_head=3, previous_token_head=2), model)
+        assert clamps_by_pass(built) == clamps_by_pass(expected), name
+
+
 @given(seed=seeds, n=st.integers(1, 50), steps=st.integers(1, 5), overwrite=st.booleans())
 def test_adam_in_place_equals_the_textbook_update(seed, n, steps, overwrite):
     """The in-place update (m = b1 (m - g) + g, corrections folded into two scalars,
