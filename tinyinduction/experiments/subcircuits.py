@@ -8,7 +8,8 @@
    none | PT (previous-token pattern on the layer-0 head) | A (layer-0 perfect) |
    B (match, s = 1) | C (copy) | A+C  (subcircuits.condition_specs).
 3. For each: the learning time, the steps spent on the plateau (within 0.1 of ln 2 after
-   the initial fall), the loss curve, and the toy model (toy.fit_scalar_model, D = 1, 2, 3)
+   the initial fall), the steps within 0.1 of ln 5 (chance among the labels: A's plateau
+   sits there), the loss curve, and the toy model (toy.fit_scalar_model, D = 1, 2, 3)
    fitted to it: the number of factors that best describes the curve.
 Paper: none = plateau then drop; PT and A = shorter plateau, still sigmoidal; B, C, A+C =
 smooth exponential-like decay, no plateau.
@@ -193,8 +194,8 @@ def report(results) -> str:
 
 
 def near_chance_sentence(results) -> str:
-    """Where A's plateau is: its steps near chance among all labels against the unclamped
-    run's ('' for results from before this measure)."""
+    """Where A's plateau is: its steps near chance among all labels against those of none
+    ('' for results from before this measure)."""
     near = results.get("near_chance_steps")
     if not near:
         return ""
