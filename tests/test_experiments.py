@@ -57,6 +57,19 @@ def test_plateau_steps_count_a_stretch_near_another_level():
     assert near_chance_sentence({}) == ""        # results from before the measure
 
 
+def test_report_says_which_fits_need_fewer_factors():
+    """The toy predicts fewer factors under a clamp; the report states what the fits show,
+    including when they contradict it (C at D = 3 on the glyph table)."""
+    from tinyinduction.experiments.subcircuits import CONDITIONS, fewer_factors_sentence
+    depths = {"none": 3, "PT": 2, "A": 1, "B": 1, "C": 1, "A+C": 1}
+    results = {"toy_fit": {name: {"depth": depths[name]} for name in CONDITIONS}}
+    assert fewer_factors_sentence(results).endswith("D = 3 under a clamp: every clamped condition does.")
+    results["toy_fit"]["C"]["depth"] = 3
+    assert fewer_factors_sentence(results).endswith("PT, A, B, A+C do; C does not.")
+    results["toy_fit"]["none"]["depth"] = None       # no fit of the reference: no claim
+    assert fewer_factors_sentence(results) == ""
+
+
 def test_plateau_steps_count_the_stretch_near_ln2():
     ln2 = math.log(2)
     steps = [0, 10, 20, 30, 40, 50, 60]

@@ -181,9 +181,8 @@ def report(results) -> str:
         "",
         f"Conditions that lose at least two thirds of the unclamped plateau: "
         f"{', '.join(lost) or 'none'} (paper: {', '.join(NO_PLATEAU)}; {', '.join(SHORTER)} "
-        f"shorten it, ours: {', '.join(shorter) or 'neither'}). Each subcircuit given removes a "
-        "factor from the product that has to grow, so the toy needs fewer factors for the "
-        "clamped conditions."
+        f"shorten it, ours: {', '.join(shorter) or 'neither'}). "
+        + fewer_factors_sentence(results)
         + (" The unclamped curve's shape alone hardly tells D = 2 from D = 3 (rms "
            + " and ".join(f"{none_fit[d]:.3g}" for d in sorted(none_fit)[1:]) + ")."
            if len(none_fit) >= 3 else "")
@@ -191,6 +190,23 @@ def report(results) -> str:
         + " A second seed: `python -m tinyinduction reproduce subcircuits --seed 6`.",
     ]
     return "\n".join(lines)
+
+
+def fewer_factors_sentence(results) -> str:
+    """Whether the fits bear out the toy's prediction: each subcircuit given removes a factor,
+    so a clamped condition should need fewer factors D than the unclamped one."""
+    reference = _depth(results, "none")
+    clamped = [n for n in CONDITIONS if n != "none" and _depth(results, n) is not None]
+    if reference is None or not clamped:
+        return ""
+    fewer = [n for n in clamped if _depth(results, n) < reference]
+    not_fewer = [n for n in clamped if n not in fewer]
+    verdict = ("every clamped condition does" if not not_fewer else
+               f"{', '.join(fewer) or 'none'} {'does' if len(fewer) == 1 else 'do'}; "
+               f"{', '.join(not_fewer)} {'does' if len(not_fewer) == 1 else 'do'} not")
+    return ("Each subcircuit given removes a factor from the product that has to grow, so the toy "
+            f"predicts fewer factors than the unclamped D = {format_value(reference)} under a clamp: "
+            f"{verdict}.")
 
 
 def near_chance_sentence(results) -> str:
