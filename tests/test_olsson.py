@@ -8,25 +8,64 @@ import pytest
 
 from tinyinduction.cli import main
 from tinyinduction.config import ModelConfig
-from tinyinduction.experiments import olsson
+from tinyinduction.experiments import olsson, olsson_common, olsson_plain
+from tinyinduction.experiments import olsson_analysis as oa
 from tinyinduction.model import TokenBatch, init_params
 
 
 def test_phase_change_is_halfway_up_and_none_without_a_formed_head():
     steps = [0, 100, 200, 300, 400]
-    assert olsson.phase_change_step(steps, [0.05, 0.06, 0.2, 0.6, 0.7]) == 300   # halfway = 0.375
-    assert olsson.phase_change_step(steps, [0.05, 0.4, 0.5, 0.55, 0.5]) == 100
-    assert olsson.phase_change_step(steps, [0.05, 0.1, 0.2, 0.25, 0.29]) is None
+    assert oa.phase_change_step(steps, [0.05, 0.06, 0.2, 0.6, 0.7]) == 300   # halfway = 0.375
+    assert oa.phase_change_step(steps, [0.05, 0.4, 0.5, 0.55, 0.5]) == 100
+    assert oa.phase_change_step(steps, [0.05, 0.1, 0.2, 0.25, 0.29]) is None
+
+
+def test_phase_window_runs_from_ten_to_ninety_percent_of_the_rise():
+    steps = np.arange(0, 1100, 100)
+    best = [0.0, 0.01, 0.05, 0.08, 0.2, 0.5, 0.8, 0.95, 1.0, 0.98, 1.0]   # start 0, top 1
+    assert oa.phase_window(steps, best) == (300, 700)     # last <= 0.1 before halfway; first >= 0.9 after
+    assert oa.phase_window(steps, [0.0] * 11) is None
+    assert oa.phase_window([0, 100, 200], [0.0, 0.6, 0.6]) == (0, 100)
+
+
+def test_loss_shape_sees_a_bump_and_a_steeper_descent():
+    steps = np.arange(0, 1100, 100)
+    bump = [7.0, 4.0, 3.9, 3.8, 3.7, 3.8, 3.85, 3.6, 3.5, 3.45, 3.4]       # onset 400, end 700
+    shape = oa.loss_shape(steps, bump, 400, 700)
+    assert shape["bump"] == pytest.approx(0.15) and shape["before_from_step"] == 100
+    assert shape["slope_during"] == pytest.approx(-0.1 / 300 * 1000)
+    assert shape["slope_before"] == pytest.approx(-0.3 / 300 * 1000)
+    steeper = [7.0, 4.0, 3.98, 3.96, 3.94, 3.84, 3.74, 3.64, 3.62, 3.6, 3.58]
+    shape = oa.loss_shape(steps, steeper, 400, 700)
+    assert shape["bump"] == 0 and shape["slope_during"] < 2 * shape["slope_before"] < 0
+
+
+def test_pca_turn_measures_the_angle_between_before_and_after():
+    steps = np.arange(100, 1100, 100)
+    points = np.array([[s, 0.0] if s <= 500 else [500.0, s - 500.0] for s in steps])   # turns at 500
+    assert oa.pca_turn_degrees(points, steps, 400, 600) == pytest.approx(90, abs=1e-6)
+    straight = np.stack([steps, 2.0 * steps], axis=1).astype(float)
+    assert oa.pca_turn_degrees(straight, steps, 400, 600) == pytest.approx(0, abs=1e-6)
+
+
+def test_tiled_windows_do_not_overlap():
+    stream = np.arange(1000)
+    batch = oa.tiled_windows(stream, 9)
+    assert batch.tokens.shape == (99, 9)          # (1000 - 1) // 10 windows
+    np.testing.assert_array_equal(batch.tokens[:, 0], np.arange(99) * 10)
+    np.testing.assert_array_equal(batch.targets, batch.tokens + 1)
+    subset = oa.tiled_windows(stream, 9, limit=20)
+    assert subset.tokens.shape == (20, 9) and set(subset.tokens[:, 0]) <= set(batch.tokens[:, 0])
 
 
 def test_loss_pca_recovers_a_planted_direction():
     rng = np.random.default_rng(0)
     direction = rng.standard_normal(50)
-    trajectories = {}
+    per_token = {}
     for name, speed in (("a", 1.0), ("b", -2.0)):
         t = np.linspace(0, 1, 12)[:, None]
-        trajectories[name] = {"per_token": 5.0 + speed * t * direction + 1e-3 * rng.standard_normal((12, 50))}
-    pca = olsson.loss_pca(trajectories, first=1)
+        per_token[name] = 5.0 + speed * t * direction + 1e-3 * rng.standard_normal((12, 50))
+    pca = oa.loss_pca(per_token, first=1)
     assert pca["a"].shape == (11, 2) and pca["explained_variance"][0] > 0.99
     pc1_a, pc1_b = pca["a"][:, 0], pca["b"][:, 0]
     assert abs(np.corrcoef(pc1_a, np.linspace(0, 1, 12)[1:])[0, 1]) > 0.99
@@ -39,32 +78,41 @@ def test_ablation_compares_the_induction_heads_with_every_other_set():
     params = init_params(config, 0)
     rng = np.random.default_rng(0)
     windows = TokenBatch(rng.integers(0, 12, (8, 16)), rng.integers(0, 12, (8, 16)))
-    probes = olsson.Probes(windows, windows, None, None, 0, None, 0, None)
     prefix = np.array([[0.1, 0.2], [0.9, 0.05]])                 # [L, H]: only L1H0 is an induction head
-    result = olsson.ablation(params, config, probes, prefix)
+    result = oa.ablation(params, config, windows, prefix, {"repeated": windows})
     assert result["induction_heads"] == [[1, 0]]
     assert len(result["other_head_sets"]) == 3 and [1, 0] not in sum(result["other_head_sets"], [])
     assert result["other_heads_icl_score"] == pytest.approx(np.mean(result["other_heads_icl_scores"]))
     assert result["induction_heads_icl_score"] != result["clean_icl_score"]
+    assert result["induction_heads_change"] == pytest.approx(
+        result["induction_heads_icl_score"] - result["clean_icl_score"])
     assert result["repeated"]["clean_icl_score"] == pytest.approx(result["clean_icl_score"])   # same windows here
-    weak = olsson.ablation(params, config, probes, prefix * 0.1)   # nobody reaches the threshold
+    weak = oa.ablation(params, config, windows, prefix * 0.1)   # nobody reaches the threshold
     assert weak["induction_heads"] == [[1, 0]] and "best head" in weak["rule"]
 
 
-def test_icl_around_a_step():
-    steps, icl = [0, 100, 200, 300, 400, 500, 600, 700], [0, -1, -2, -3, -4, -5, -6, -7]
-    assert olsson.icl_around(steps, icl, 400, lo=100, hi=200) == (-2.5, -5.5)
-    assert olsson.icl_around(steps, icl, 700, lo=100, hi=200) == (-5.5, None)
-
-
 def test_settings_and_specs():
-    default, quick = olsson.setting(False, 5), olsson.setting(True, 5)
-    assert default.text.n_ctx >= 64 and default.control and not quick.control
-    specs = olsson.run_specs(default, 98)
-    assert [s.name for s in specs] == ["1L", "2L", "1L_smeared", "2L_smeared", olsson.CONTROL]
-    assert specs[-1].task.repeat_fraction == 0.0 and specs[1].task.repeat_fraction > 0
+    default, quick = olsson_common.setting(False, 5), olsson_common.setting(True, 5)
+    assert default.text.tokenizer == "bpe" and default.text.vocab_size == 1024 and default.second_seed
+    assert default.text.repeat_fraction == 0.5 and not quick.second_seed
+    specs = olsson_common.run_specs(default, 1024)
+    assert [s.name for s in specs] == ["1L", "2L", "1L_smeared", "2L_smeared", olsson_common.SECOND_SEED]
+    assert [s.train.seed for s in specs] == [5, 5, 5, 5, 6]
     assert [s.model.smeared_key for s in specs] == [False, False, True, True, False]
     assert [s.model.n_layers for s in specs] == [1, 2, 1, 2, 2]
+    plain = olsson_plain.single_runs("plain", False, 5)
+    assert all(s.text.repeat_fraction == 0 and s.train.seed == 5 for _, s in plain.values())
+    products = sorted(s.train.batch_size * s.text.n_ctx for _, s in plain.values())
+    assert len(products) >= 2 and products[-1] >= 2 * products[0]        # batch x context differs
+    explore = olsson_plain.single_runs("explore", False, 5)
+    assert all(s.train.seed == olsson_plain.EXPLORATION_SEED != 5 for _, s in explore.values())
+
+
+def test_paired_change_uses_the_same_windows():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 1.0, 400)                       # window-to-window spread, common to both
+    difference, error = oa.paired_change(shared - 0.1 + rng.normal(0, 0.05, 400), shared)
+    assert difference == pytest.approx(-0.1, abs=0.01) and error < 0.005   # unpaired it would be ~0.07
 
 
 def test_reproduce_olsson_quick_end_to_end(tmp_path, capsys):
@@ -100,12 +148,3 @@ def test_short_user_text_is_refused_before_training(tmp_path, capsys):
                  "--out", str(tmp_path / "out")]) == 2
     assert "fewer than one window" in capsys.readouterr().err
     assert not (tmp_path / "out" / "runs").exists()
-
-
-def test_paired_differences_use_the_same_windows():
-    rng = np.random.default_rng(0)
-    shared = rng.normal(0, 1.0, 400)                       # window-to-window spread, common to both
-    trajectories = {"1L": {"icl_per_window": [shared]},
-                    "2L": {"icl_per_window": [shared - 0.1 + rng.normal(0, 0.05, 400)]}}
-    difference, error = olsson.paired_differences(trajectories)["2L - 1L"]
-    assert difference == pytest.approx(-0.1, abs=0.01) and error < 0.005   # unpaired it would be ~0.07

@@ -1,0 +1,177 @@
+"""What every mode of `reproduce olsson` shares: the settings, the network, the probes
+and the per-checkpoint measures (olsson.py runs the default setting, olsson_plain.py the
+plain-text runs).
+
+Shapes: N windows, M windows, T positions, L layers, H heads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import text_measures as tm
+from ..config import ModelConfig, TrainConfig
+from ..model import TokenBatch, init_params
+from ..runs import checkpoint_paths
+from ..sweep import RunSpec
+from ..tasks.repeated import (fitting_prefix_length, prefix_matching_candidates,
+                              prefix_matching_tokens, repeated_tokens)
+from ..tasks.text import TextConfig, TextTask
+from ..train import load_params
+from . import olsson_analysis as oa
+
+MODELS = {"1L": (1, False), "2L": (2, False), "1L_smeared": (1, True), "2L_smeared": (2, True)}
+SECOND_SEED = "2L_second_seed"   # the 2-layer model again, on seed + 1
+ICL_BAND = oa.ICL_BAND
+N_PROBE_SEQUENCES = 32           # prefix-matching and repeated-token sequences (paper: 10)
+HELDOUT_FRACTION = 0.2           # a fifth of the files: enough windows for standard errors <= 0.02
+STEPS, CHECKPOINT_EVERY = 8000, 200
+QUICK_STEPS = 800
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Setting:
+    text: TextConfig
+    n_heads: int
+    d_model: int
+    d_head: int
+    train: TrainConfig
+    n_trajectory_windows: int    # held-out windows every checkpoint is measured on
+    second_seed: bool            # also train SECOND_SEED
+
+
+def setting(quick: bool, seed: int, source: str = "stdlib", vocab: int = 1024) -> Setting:
+    """The default and the --quick setting (the README's Olsson section says why).
+
+    default: BPE of `vocab` tokens, context 64 tokens (~180 characters), half the
+        training windows repeat a span of real text, 4 heads of 16 per layer, d_model
+        64, batch 16, Adam lr 3e-3, STEPS steps, a checkpoint every CHECKPOINT_EVERY;
+        a fifth of the files held out (enough windows for standard errors <= 0.02).
+    quick:   the same network and text on a context of 32, 90% repeated windows,
+        batch 32: the 2-layer model forms its induction head within a minute or two,
+        for lessons and tests. Not compared with the paper.
+    """
+    text = TextConfig(source=source, n_ctx=64, eval_windows=64, repeat_fraction=0.5, tokenizer="bpe",
+                      vocab_size=vocab, heldout_fraction=HELDOUT_FRACTION)
+    if quick:
+        return Setting(text.replace(n_ctx=32, repeat_fraction=0.9), n_heads=4, d_model=64, d_head=16,
+                       n_trajectory_windows=256, second_seed=False,
+                       train=TrainConfig(seed=seed, steps=QUICK_STEPS, batch_size=32, lr=3e-3,
+                                         eval_every=50, checkpoint_every=50, log_every=0))
+    return Setting(text, n_heads=4, d_model=64, d_head=16, n_trajectory_windows=1024, second_seed=True,
+                   train=TrainConfig(seed=seed, steps=STEPS, batch_size=16, lr=3e-3,
+                                     eval_every=CHECKPOINT_EVERY, checkpoint_every=CHECKPOINT_EVERY,
+                                     log_every=0))
+
+
+def model_config(name: str, d_vocab: int, s: Setting) -> ModelConfig:
+    n_layers, smeared = MODELS.get(name, (2, False))
+    return ModelConfig(n_layers=n_layers, n_heads=s.n_heads, d_model=s.d_model, d_head=s.d_head,
+                       positional="rope", input_kind="tokens", d_vocab=d_vocab, n_ctx=s.text.n_ctx,
+                       smeared_key=smeared)
+
+
+def run_specs(s: Setting, d_vocab: int) -> list[RunSpec]:
+    specs = [RunSpec(name, model_config(name, d_vocab, s), s.text, s.train) for name in MODELS]
+    if s.second_seed:
+        specs.append(RunSpec(SECOND_SEED, model_config("2L", d_vocab, s), s.text,
+                             s.train.replace(seed=s.train.seed + 1)))
+    return specs
+
+
+# ---------------------------------------------------------------- probes and measures
+
+
+@dataclass
+class Probes:
+    """The fixed inputs every checkpoint is measured on."""
+
+    windows: TokenBatch           # [N, T] plain held-out windows measured at every checkpoint
+    all_windows: TokenBatch       # [M, T] every non-overlapping plain held-out window
+    repeated_windows: TokenBatch  # held-out windows that repeat a span (for the ablation)
+    pairs: np.ndarray             # [N, 2] (window, position) of the per-token losses
+    prefix: TokenBatch            # Olsson's prefix-matching sequences
+    n_random: int
+    repeated: TokenBatch          # [BOS] r r
+    half: int
+    sample_tokens: np.ndarray     # the copying score's sample (25 distinct ids)
+
+
+def make_probes(task: TextTask, n_windows: int, seed: int = 0) -> Probes:
+    n_ctx = task.config.n_ctx
+    rng = np.random.default_rng([seed, 10])
+    heldout = task.streams["heldout"]
+    candidates = prefix_matching_candidates(task.vocab.counts)
+    n_random = fitting_prefix_length(n_ctx)
+    half = (n_ctx - 1) // 2
+    return Probes(
+        oa.tiled_windows(heldout, n_ctx, limit=n_windows), oa.tiled_windows(heldout, n_ctx),
+        task.sample(rng, min(n_windows, 512), split="heldout", repeat_fraction=1.0),
+        tm.per_token_pairs(rng, n_windows, n_ctx),
+        prefix_matching_tokens(rng, N_PROBE_SEQUENCES, candidates, n_random), n_random,
+        repeated_tokens(rng, N_PROBE_SEQUENCES, half, candidates), half,
+        rng.choice(candidates, size=min(25, candidates.size), replace=False))
+
+
+def measure(params, config: ModelConfig, probes: Probes, clamps=()) -> dict:
+    """Every per-checkpoint measure of the module docstring."""
+    losses = tm.per_position_losses(params, config, probes.windows, clamps)       # [N, T]
+    first = TokenBatch(probes.windows.tokens[:N_PROBE_SEQUENCES], probes.windows.targets[:N_PROBE_SEQUENCES])
+    return {
+        "loss": float(np.nanmean(losses)),
+        "icl_score": tm.icl_score(losses, band=ICL_BAND),
+        "icl_score_sem": tm.icl_score_sem(losses, band=ICL_BAND),
+        "loss_by_position": np.nanmean(losses, axis=0),
+        "per_token": tm.per_token_losses(losses, probes.pairs),
+        "prefix_matching": tm.prefix_matching_scores(params, config, probes.prefix, probes.n_random),
+        "induction": tm.induction_scores(params, config, probes.repeated),
+        "previous_token": tm.previous_token_scores(params, config, first),
+    }
+
+
+def checkpoints(run_dir) -> list[tuple[int, Path]]:
+    return sorted(checkpoint_paths(run_dir))
+
+
+def params_at(run_dir, config, seed: int, step: int) -> dict:
+    """The parameters of a run at a checkpoint step (step 0: the initialisation)."""
+    found = dict(checkpoints(run_dir))
+    if step in found:
+        return load_params(found[step])[0]
+    if step == 0:
+        return init_params(config, seed)
+    raise ValueError(f"{run_dir}: no checkpoint at step {step}")
+
+
+def over_training(run_dir, config, probes, seed: int) -> dict:
+    """{measure: [value per checkpoint]} plus "step", in step order; step 0 is the
+    initialisation (init_params(config, seed), as train() makes it)."""
+    rows = {"step": []}
+    found = checkpoints(run_dir)
+    for step, path in ([(0, None)] if not found or found[0][0] != 0 else []) + found:
+        params = init_params(config, seed) if path is None else load_params(path)[0]
+        rows["step"].append(step)
+        for key, value in measure(params, config, probes).items():
+            rows.setdefault(key, []).append(value)
+    return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def icl_on_all_windows(params, config, probes) -> tuple[np.ndarray, np.ndarray]:
+    """([M] each window's ICL score, [T] mean loss by position) on every held-out window."""
+    losses = tm.per_position_losses(params, config, probes.all_windows)
+    return tm.icl_per_window(losses, band=ICL_BAND), np.nanmean(losses, axis=0)
+
+
+def source_of(ctx) -> str:
+    """The text of a reproduce context: --text PATH, or the stdlib."""
+    return getattr(ctx, "text", None) or "stdlib"
+
+
+def vocab_of(ctx) -> int:
+    """The BPE size of a reproduce context: --vocab N, or 1024."""
+    return getattr(ctx, "vocab", None) or 1024
