@@ -18,3 +18,18 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=["feature-major", "heads-outer"])
+def memory_order(request):
+    """Run a module's tests twice: with every attention array stored feature-major (the
+    einsum contractions) and with every one stored heads outermost (the batched matmuls
+    long sequences use; ops.heads_outer). Module-scoped, so that hypothesis accepts it."""
+    from tinyinduction import ops
+    saved = ops.HEADS_OUTER_FROM
+    ops.HEADS_OUTER_FROM = 10**9 if request.param == "feature-major" else 1
+    yield request.param
+    ops.HEADS_OUTER_FROM = saved

@@ -15,19 +15,65 @@ from test_model_gradients import setups
 from tinyinduction import ops
 from tinyinduction.clamp import Clamp
 from tinyinduction.config import ModelConfig, TaskConfig
-from tinyinduction.model import (init_params, loss_and_accuracy, loss_and_grads, loss_from_cache,
-                                 run_with_cache, training_loss_and_grads)
+from tinyinduction.model import (TokenBatch, init_params, loss_and_accuracy, loss_and_grads,
+                                 loss_from_cache, run_with_cache, training_loss_and_grads)
 from tinyinduction.optim import Adam
 from tinyinduction.tasks.fewshot import FewShotTask
+
+
+def _text_model(T, d_vocab=40, dtype="float32", **changes):
+    """A token model on T-position windows with a target everywhere (as text), and a batch."""
+    config = ModelConfig(n_layers=2, n_heads=2, d_model=8, d_head=4, input_kind="tokens",
+                         d_vocab=d_vocab, n_ctx=T, dtype=dtype, **changes)
+    window = np.random.default_rng(T).integers(0, d_vocab, (3, T + 1))
+    return config, TokenBatch(window[:, :-1], window[:, 1:])
 
 
 def test_float32_model_keeps_float32_everywhere():
     config = ModelConfig.small()
     batch = FewShotTask(TaskConfig.small()).sample(np.random.default_rng(0), 4)
-    params = init_params(config, seed=0)
-    _, _, grads, cache = loss_and_grads(params, config, batch, record_activation_grads=True)
-    assert {name: g.dtype for name, g in grads.items() if g.dtype != np.float32} == {}
-    assert {name: a.dtype for name, a in cache.items() if a.dtype != np.float32} == {}
+    text = _text_model(ops.HEADS_OUTER_FROM + 1)     # heads outer, a large embedding table
+    for config, batch in ((config, batch), text):
+        params = init_params(config, seed=0)
+        _, _, grads, cache = loss_and_grads(params, config, batch, record_activation_grads=True)
+        assert {name: g.dtype for name, g in grads.items() if g.dtype != np.float32} == {}
+        assert {name: a.dtype for name, a in cache.items() if a.dtype != np.float32} == {}
+        _, _, grads = training_loss_and_grads(params, config, batch)
+        assert {name: g.dtype for name, g in grads.items() if g.dtype != np.float32} == {}
+
+
+@given(setup=setups(max_layers=2), long=st.booleans(), clamped=st.booleans())
+def test_heads_outer_memory_order_gives_the_same_model(setup, long, clamped):
+    """Long sequences store attention arrays heads outermost and contract them by batched
+    matmuls (ops.heads_outer): the same loss, accuracy, parameter and activation
+    gradients as the feature-major einsums, in float64, with and without clamps (a clamp's
+    site stores its array feature-major: the two orders meet)."""
+    config, batch, params = setup.config, setup.batch, setup.params
+    if long:   # a text-like window past the threshold
+        config, batch = _text_model(ops.HEADS_OUTER_FROM + 3, dtype="float64",
+                                    positional=config.positional, layernorm=config.layernorm)
+        params = init_params(config, 4)
+    clamps = [Clamp("blocks.0.attn.hook_pattern", 0.25, np.s_[:, 0]),
+              Clamp("blocks.0.attn.hook_v", 0.0, np.s_[:, :, -1])] if clamped else []
+    saved = ops.HEADS_OUTER_FROM
+    results = []
+    try:
+        for threshold in (10**9, 1):    # feature-major everywhere; heads outer everywhere
+            ops.HEADS_OUTER_FROM = threshold
+            loss, acc, grads, cache = loss_and_grads(params, config, batch, clamps, True)
+            results.append((loss, acc, grads, cache, training_loss_and_grads(params, config, batch, clamps)))
+    finally:
+        ops.HEADS_OUTER_FROM = saved
+    (loss, acc, grads, cache, lean), (loss_h, acc_h, grads_h, cache_h, lean_h) = results
+    np.testing.assert_allclose((loss_h, acc_h, lean_h[0]), (loss, acc, lean[0]), rtol=1e-12)
+    for name in grads:
+        scale = np.abs(grads[name]).max()
+        np.testing.assert_allclose(grads_h[name], grads[name], rtol=0, atol=1e-12 * scale, err_msg=name)
+        np.testing.assert_allclose(lean_h[2][name], grads[name], rtol=0, atol=1e-12 * scale, err_msg=name)
+    for name in cache:
+        np.testing.assert_allclose(cache_h[name], cache[name], rtol=0,
+                                   atol=1e-12 * max(1.0, np.abs(cache[name][np.isfinite(cache[name])]).max(initial=0)),
+                                   err_msg=name)
 
 
 # ---------------------------------------------------------------- fused primitives = plain ones

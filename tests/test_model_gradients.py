@@ -37,7 +37,7 @@ Three kinds of check:
 from typing import NamedTuple
 
 import numpy as np
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from tinyinduction.clamp import Clamp, previous_token_pattern, zero_ablate_head
@@ -194,8 +194,9 @@ def check_activation_grads(setup, clamps=(), per_name=2):
 @given(setup=setups())
 def test_parameter_gradients_match_finite_differences(setup):
     grads = check_param_grads(setup)
-    # the check above is only meaningful if the gradients are not all ~0
-    assert max(np.abs(g).max() for g in grads.values()) > 1e-4
+    # the check above is only meaningful if the gradients are not all ~0 (a rare draw, e.g.
+    # two labels and a confidently right model, has them ~1e-7: hypothesis draws another)
+    assume(max(np.abs(g).max() for g in grads.values()) > 1e-4)
     if setup.config.positional == "learned":   # rows of the table beyond T are never used
         n_positions = setup.batch.exemplars.shape[1] * 2 - 1 if setup.config.input_kind == "fewshot" \
             else setup.batch.tokens.shape[1]

@@ -10,12 +10,18 @@ seeds are drawn by hypothesis; values come from np.random.default_rng(seed).
 
 Also: structural facts that finite differences cannot see (RoPE is a rotation by the
 right angle, masked scores are -inf and pass no gradient, repeated embedding ids sum).
+Every test runs twice (conftest.memory_order): with the attention arrays stored as they
+are indexed, and stored heads outermost, as long sequences store them (ops.heads_outer).
 """
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tinyinduction import ops
+
+# every test twice: attention arrays stored feature-major and heads outermost (conftest.py)
+pytestmark = pytest.mark.usefixtures("memory_order")
 
 H_STEP = 1e-6
 RTOL = 1e-6
@@ -109,7 +115,11 @@ def test_linear_forward_values():
 # ---------------------------------------------------------------- embedding
 
 
-@given(seed=seeds, n_rows=st.integers(1, 5), d=small, ids_shape=st.lists(st.integers(1, 4), min_size=1, max_size=2))
+# small tables take a one-hot matmul, large ones (> ops.ONE_HOT_MAX_ROWS) np.bincount
+table_rows = st.one_of(st.integers(1, 5), st.integers(ops.ONE_HOT_MAX_ROWS + 1, ops.ONE_HOT_MAX_ROWS + 4))
+
+
+@given(seed=seeds, n_rows=table_rows, d=small, ids_shape=st.lists(st.integers(1, 4), min_size=1, max_size=2))
 def test_embedding_grads(seed, n_rows, d, ids_shape):
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, n_rows, ids_shape)        # few rows, many ids: repeats are common
@@ -123,15 +133,18 @@ def test_embedding_grads(seed, n_rows, d, ids_shape):
     assert_grad_matches(dW, loss, W, rng, what="embedding dW")
 
 
-def test_embedding_repeated_ids_sum():
-    W = np.arange(12.0).reshape(4, 3)               # [N=4, D=3]
+@pytest.mark.parametrize("n_rows", [4, ops.ONE_HOT_MAX_ROWS + 1])
+def test_embedding_repeated_ids_sum(n_rows):
+    W = np.arange(3.0 * n_rows).reshape(n_rows, 3)  # [N, D=3]
     ids = np.array([[2, 2], [0, 2]])                # id 2 three times, id 1 and 3 never
     y, saved = ops.embedding_forward(ids, W)
     dy = np.random.default_rng(0).standard_normal(y.shape)
     dW = ops.embedding_backward(dy, saved)
+    assert dW.shape == W.shape and dW.dtype == W.dtype
     np.testing.assert_allclose(dW[2], dy[:, 0, 0] + dy[:, 0, 1] + dy[:, 1, 1])
     np.testing.assert_allclose(dW[0], dy[:, 1, 0])
-    np.testing.assert_array_equal(dW[[1, 3]], 0.0)
+    np.testing.assert_array_equal(dW[1], 0.0)
+    np.testing.assert_array_equal(dW[3:], 0.0)
 
 
 # ---------------------------------------------------------------- layernorm
@@ -340,9 +353,10 @@ def test_cross_entropy_grads(seed, V, M, spread):
     rng = np.random.default_rng(seed)
     logits = rng.standard_normal((V, M)) * spread
     targets = rng.integers(0, V, M)
-    loss_value, saved = ops.cross_entropy_forward(logits, targets)
+    loss_value, correct, saved = ops.cross_entropy_forward(logits, targets)
     log_p = logits - np.log(np.exp(logits).sum(axis=0))
     np.testing.assert_allclose(loss_value, -log_p[targets, np.arange(M)].mean(), rtol=1e-10, atol=1e-14)
+    np.testing.assert_array_equal(correct, logits.argmax(axis=0) == targets)   # no ties here
     dlogits = ops.cross_entropy_backward(saved)
     loss = lambda: ops.cross_entropy_forward(logits, targets)[0]
     assert_grad_matches(dlogits, loss, logits, rng, what="cross_entropy dlogits")
@@ -351,8 +365,8 @@ def test_cross_entropy_grads(seed, V, M, spread):
 
 def test_cross_entropy_is_stable_for_huge_logits():
     logits = np.array([[1000.0, -1000.0], [0.0, 0.0]])
-    loss, saved = ops.cross_entropy_forward(logits, np.array([0, 1]))
-    assert np.isfinite(loss)
+    loss, correct, saved = ops.cross_entropy_forward(logits, np.array([0, 1]))
+    assert np.isfinite(loss) and list(correct) == [True, True]
     assert np.all(np.isfinite(ops.cross_entropy_backward(saved)))
 
 

@@ -69,8 +69,8 @@ def _layer_backward(bw: _Backward, layer, d_resid_post, grads):
     d_pattern = bw.site(b + "attn.hook_pattern", d_pattern, "pattern")
     d_scores = bw.site(b + "attn.hook_attn_scores", ops.softmax_backward(d_pattern, saved["softmax"]),
                        "pattern")
-    dq, dk = ops.attention_scores_backward(d_scores, saved["scores"])   # halves of one array
-    d_both, d_computed = dq.base, (dq, dk)                              # [2, E, T, H, B]
+    d_both = ops.attention_scores_backward(d_scores, saved["scores"])   # [2, E, T, H, B] (or a pair)
+    dq, dk = d_computed = tuple(d_both)
     if c.smeared_key:
         dk = bw.site(b + "attn.hook_smeared_k", dk, "head_vec")
         dk, grads[b + "attn.smear_alpha"] = ops.smear_key_backward(dk, saved["smear"])

@@ -1,5 +1,12 @@
 """Benchmark: milliseconds per full training step (forward, backward, Adam), split into
-its parts, and the floor set by the step's matrix products alone."""
+its parts, and the floor set by the step's matrix products alone.
+
+Two settings: a few-shot preset (config.preset: the paper's network, T = 5), and `text`:
+the 2-layer model of the Olsson experiment (experiments/olsson.py: d_model 64, 4 heads of
+16, RoPE, token input) on windows of random tokens, where long contexts (T = 64) and a
+large vocabulary (V ~ 1000 for a byte-pair vocabulary) make attention and the unembedding
+the step's cost.
+"""
 from __future__ import annotations
 
 import numbers
@@ -7,22 +14,53 @@ import time
 
 import numpy as np
 
-from .model import init_params, training_backward, training_forward
+from . import ops
+from .config import ModelConfig, TrainConfig
+from .model import TokenBatch, init_params, training_backward, training_forward
 from .optim import Adam, flatten_grads, flatten_params
-from .tasks.fewshot import FewShotTask
 
 N_BATCHES = 64      # distinct batches, sampled before timing (as in the reference numbers)
 WARMUP_STEPS = 20
+TEXT_DEFAULTS = {"d_vocab": 1024, "n_ctx": 64, "batch_size": 16}
 
 
-def bench_training_step(model_config, task_config, train_config, n_steps=500) -> dict:
+class RandomTokens:
+    """A task for timing only: windows of uniform random tokens, a target at every
+    position (as in text). The step's cost does not depend on the tokens' values."""
+
+    def __init__(self, d_vocab: int, n_ctx: int):
+        self.d_vocab, self.n_ctx = d_vocab, n_ctx
+
+    def sample(self, rng, batch_size) -> TokenBatch:
+        window = rng.integers(0, self.d_vocab, (batch_size, self.n_ctx + 1))
+        return TokenBatch(window[:, :-1], window[:, 1:])
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} = {value!r}: must be an integer >= 1")
+    return int(value)
+
+
+def text_setting(d_vocab=TEXT_DEFAULTS["d_vocab"], n_ctx=TEXT_DEFAULTS["n_ctx"],
+                 batch_size=TEXT_DEFAULTS["batch_size"]):
+    """(model config, task, train config) of the text bench: the Olsson experiment's
+    2-layer model (its default setting: context 64, batch 16) with a d_vocab-token vocabulary."""
+    d_vocab, n_ctx = _positive("--d-vocab", d_vocab), _positive("--n-ctx", n_ctx)
+    model = ModelConfig(n_layers=2, n_heads=4, d_model=64, d_head=16, positional="rope",
+                        input_kind="tokens", d_vocab=d_vocab, n_ctx=n_ctx)
+    return model, RandomTokens(d_vocab, n_ctx), TrainConfig(batch_size=_positive("--batch-size", batch_size),
+                                                            lr=3e-3)
+
+
+def bench_training_step(model_config, task, train_config, n_steps=500) -> dict:
     """Median and minimum wall time of one training step, in milliseconds, as train() runs
     it (training_forward, training_backward, flatten_grads + Adam), with the median of
     each part: ms_forward (to the logits), ms_backward (loss and gradients), ms_adam
-    (flattening the gradients and the update)."""
+    (flattening the gradients and the update). task: anything with .sample(rng, batch_size)
+    (a FewShotTask, RandomTokens)."""
     if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
         raise ValueError(f"n_steps = {n_steps!r}: must be an integer >= 1 (--repeats)")
-    task = FewShotTask(task_config)
     rng = np.random.default_rng(0)
     batches = [task.sample(rng, train_config.batch_size) for _ in range(N_BATCHES)]
     flat, params = flatten_params(init_params(model_config, train_config.seed))
@@ -45,6 +83,7 @@ def bench_training_step(model_config, task_config, train_config, n_steps=500) ->
     times_ms = times * 1e3
     step_ms = times_ms.sum(axis=1)
     forward_ms, backward_ms, adam_ms = np.median(times_ms, axis=0)
+    n_positions = _n_positions(model_config, batches[0])
     # the median is the step's cost; the mean also counts the steps another process
     # interrupted (the reference scripts of compare.sh report a mean: on a busy machine
     # the median flatters us)
@@ -52,34 +91,54 @@ def bench_training_step(model_config, task_config, train_config, n_steps=500) ->
             "ms_mean": float(step_ms.mean()),
             "ms_forward": float(forward_ms), "ms_backward": float(backward_ms),
             "ms_adam": float(adam_ms),
-            "ms_matmuls_only": bench_matmuls_only(model_config, train_config.batch_size, n_steps),
+            "ms_matmuls_only": bench_matmuls_only(model_config, train_config.batch_size,
+                                                  n_positions, n_steps),
             "repeats": n_steps, "batch_size": train_config.batch_size,
+            "n_positions": n_positions, "n_outputs": model_config.n_outputs,
             "n_params": int(flat.size), "dtype": model_config.dtype}
 
 
-def bench_matmuls_only(config, batch_size, n_steps=500) -> float:
+def _n_positions(config, batch) -> int:
+    if config.input_kind == "fewshot":
+        return 2 * np.asarray(batch.labels).shape[1] + 1
+    return np.asarray(batch.tokens).shape[1]
+
+
+def bench_matmuls_only(config, batch_size, n_positions=5, n_steps=500) -> float:
     """Median ms of just the matrix products one training step of the full network does
-    (few-shot input, every block over every position): a floor for any implementation
-    that keeps them as BLAS calls. (Our step computes the last block's attention output
-    for the query row only, so its own products are a little smaller.)"""
+    (every block over every position): a floor for any implementation that keeps them as
+    BLAS calls. Few-shot: the exemplar embedding, Q/K/V and output projections and the
+    unembedding at the query (our step computes the last block's attention output for the
+    query row only, so its own products are a little smaller). Long sequences
+    (ops.heads_outer) add the attention products, which are batched matmuls there."""
     c, rng = config, np.random.default_rng(0)
     dtype = np.dtype(c.dtype)
-    n_items, n_cols = 3, batch_size * 5                       # exemplars; T * B columns
+    T, B, H, E, D = n_positions, batch_size, c.n_heads, c.d_head, c.d_model
+    n_cols = B * T
+    n_loss_cols = B if c.input_kind == "fewshot" else n_cols
+
     def rand(*shape):
         return rng.standard_normal(shape).astype(dtype)
-    exemplars, W_x, d_ex = rand(batch_size * n_items, c.d_feature), rand(c.d_feature, c.d_model), \
-        rand(batch_size * n_items, c.d_model)
-    W_qkv, x, d_qkv = rand(3 * c.n_heads * c.d_head, c.d_model), rand(c.d_model, n_cols), \
-        rand(3 * c.n_heads * c.d_head, n_cols)
-    W_O, z, d_out = rand(c.n_heads * c.d_head, c.d_model), rand(c.n_heads * c.d_head, n_cols), \
-        rand(c.d_model, n_cols)
+    products = []     # (a, b) pairs: the step computes a @ b
+    if c.input_kind == "fewshot":
+        n_items = (T + 1) // 2
+        exemplars, W_x, d_ex = rand(B * n_items, c.d_feature), rand(c.d_feature, D), rand(B * n_items, D)
+        products += [(exemplars, W_x), (exemplars.T, d_ex)]          # exemplar embedding, its dW
+    W_qkv, x, d_qkv = rand(3 * H * E, D), rand(D, n_cols), rand(3 * H * E, n_cols)
+    W_O, z, d_out = rand(H * E, D), rand(H * E, n_cols), rand(D, n_cols)
+    q, k, p = rand(H, B, T, E), rand(H, B, E, T), rand(H, B, T, T)
+    for _ in range(c.n_layers):
+        products += [(W_qkv, x), (W_qkv.T, d_qkv), (d_qkv, x.T)]     # Q/K/V: forward, dx, dW
+        products += [(W_O.T, z), (W_O, d_out), (z, d_out.T)]         # attention output: forward, dz, dW_O
+        if ops.heads_outer(T):   # scores, weighted sum and their backward: two products each
+            products += [(q, k), (p, q)] * 3
+    W_U, x_loss, d_logits = rand(c.n_outputs, D), rand(D, n_loss_cols), rand(c.n_outputs, n_loss_cols)
+    products += [(W_U, x_loss), (W_U.T, d_logits), (x_loss, d_logits.T)]   # unembedding
     times = []
     for i in range(WARMUP_STEPS + n_steps):
         start = time.perf_counter()
-        exemplars @ W_x, exemplars.T @ d_ex                     # exemplar embedding, its dW
-        for _ in range(c.n_layers):
-            W_qkv @ x, W_qkv.T @ d_qkv, d_qkv @ x.T             # Q/K/V: forward, dx, dW
-            W_O.T @ z, W_O @ d_out, z @ d_out.T                 # attention output: forward, dz, dW_O
+        for a, b in products:
+            a @ b
         if i >= WARMUP_STEPS:
             times.append(time.perf_counter() - start)
     return float(np.median(times) * 1e3)

@@ -149,13 +149,25 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench_training_step
-    model, task, train_config = preset(args.preset)
+    from .bench import TEXT_DEFAULTS, bench_training_step, text_setting
+    if args.preset == "text":
+        model, task, train_config = text_setting(
+            *(TEXT_DEFAULTS[k] if v is None else v for k, v in (
+                ("d_vocab", args.d_vocab), ("n_ctx", args.n_ctx), ("batch_size", args.batch_size))))
+        setting = f"text setting (d_vocab {model.d_vocab}, context {model.n_ctx})"
+    else:
+        from .tasks.fewshot import FewShotTask
+        if args.d_vocab is not None or args.n_ctx is not None:
+            raise ValueError("--d-vocab and --n-ctx belong to --preset text")
+        model, task_config, train_config = preset(args.preset)
+        if args.batch_size is not None:
+            train_config = train_config.replace(batch_size=args.batch_size)
+        task, setting = FewShotTask(task_config), f"{args.preset} preset"
     result = bench_training_step(model, task, train_config, n_steps=args.repeats)
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.preset} preset, batch {result['batch_size']}: median {result['ms_per_step']:.3f} ms "
+        print(f"{setting}, batch {result['batch_size']}: median {result['ms_per_step']:.3f} ms "
               f"per training step (forward + backward + Adam; min {result['ms_min']:.3f}, "
               f"mean {result['ms_mean']:.3f}, "
               f"{result['repeats']} steps, batches sampled beforehand)\n"
@@ -201,7 +213,12 @@ def _add_train(sub):
 
 def _add_bench(sub):
     p = sub.add_parser("bench", help="milliseconds per training step")
-    p.add_argument("--preset", choices=PRESETS, default="paper")
+    p.add_argument("--preset", choices=PRESETS + ("text",), default="paper",
+                   help="a few-shot preset, or text: the Olsson experiment's 2-layer text model "
+                        "on random tokens")
+    p.add_argument("--d-vocab", type=int, help="text: vocabulary size (default 1024)")
+    p.add_argument("--n-ctx", type=int, help="text: context length (default 64)")
+    p.add_argument("--batch-size", type=int, help="sequences per step (default: the preset's; text 16)")
     p.add_argument("--repeats", type=int, default=500, help="timed steps (default 500)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)

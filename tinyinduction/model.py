@@ -48,16 +48,19 @@ def _loss_columns(config, batch, logits):
         return logits[:, -1, :], targets, np.s_[:, -1, :]
     targets = np.asarray(batch.targets).T                                 # [T, B]
     where = targets >= 0
+    if where.all():   # every position is read (text): the logits as they are, no copy
+        return logits.reshape(n_outputs, -1), targets.reshape(-1), None
     if not where.any():
         raise ValueError("batch.targets has no position with a target (all are -1)")
     return logits[:, where], targets[where], np.s_[:, where]
 
 
 def _loss(config, batch, logits):
-    """Loss, accuracy, what the CE backward needs, and the loss columns of logits [V, T, B]."""
+    """Loss, accuracy, what the CE backward needs, and the loss columns of logits [V, T, B]
+    (None: all of them)."""
     columns, targets, where = _loss_columns(config, batch, logits)
-    loss, ce_saved = ops.cross_entropy_forward(columns, targets)
-    accuracy = np.count_nonzero(columns.argmax(axis=0) == targets) / targets.shape[0]
+    loss, correct, ce_saved = ops.cross_entropy_forward(columns, targets)
+    accuracy = np.count_nonzero(correct) / targets.shape[0]
     return loss, accuracy, ce_saved, where
 
 
@@ -118,8 +121,11 @@ def _backward_passes(config, batch, runs, record_activation_grads):
     final = runs[-1]
     logits = final.logits                                                  # [V, T, B]
     loss, accuracy, ce_saved, where = _loss(config, batch, logits)
-    d_logits = np.zeros(logits.shape, dtype=logits.dtype)
-    d_logits[where] = ops.cross_entropy_backward(ce_saved)
+    if where is None:
+        d_logits = ops.cross_entropy_backward(ce_saved).reshape(logits.shape)
+    else:
+        d_logits = np.zeros(logits.shape, dtype=logits.dtype)
+        d_logits[where] = ops.cross_entropy_backward(ce_saved)
     grads = backward(final, d_logits, record_activation_grads)
     for run in reversed(runs[:-1]):
         for name, grad in backward(run, None, record_activation_grads).items():

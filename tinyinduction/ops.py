@@ -22,6 +22,14 @@ elementwise op and every attention einsum runs long contiguous inner loops, and
 reductions over features run over an outer axis; that is several times faster than
 256 batched 5x8 matmuls. The cache shows the same arrays as TransformerLens-shaped
 views ([B, T, D], [B, H, Tq, Tk], ...).
+
+Long sequences (T >= HEADS_OUTER_FROM, e.g. text windows of 64): the index order above
+stays, but the attention arrays (q, k, v, z, scores, pattern) are *stored* heads
+outermost, [H, B, T, E] and [H, B, Tq, Tk] in memory, so that each attention
+contraction is one batched BLAS matmul of [T, E] and [Tq, Tk] matrices (at T = 64 ~10x
+faster than the einsum, whose cost grows as T^2). The primitives that make these arrays
+(qkv_forward, the attention contractions, head_result_backward) choose by T; every
+other step is elementwise or a reshape and does not care. heads_outer(T) says which.
 """
 from __future__ import annotations
 
@@ -36,6 +44,41 @@ def _mean_row(n, dtype):
     row = np.full(n, 1.0 / n, dtype=dtype)
     row.flags.writeable = False
     return row
+
+
+# ---------------------------------------------------------------- memory order of attention arrays
+
+HEADS_OUTER_FROM = 12   # positions; measured: at T = 9 einsum and matmul are even, at 16 matmul is 5x faster
+
+
+def heads_outer(n_positions) -> bool:
+    """Whether attention arrays of a T-position sequence are stored heads outermost
+    ([H, B, T, E], [H, B, Tq, Tk] in memory; indexed [E, T, H, B], [Tq, Tk, H, B] as always)."""
+    return n_positions >= HEADS_OUTER_FROM
+
+
+def _head_matrices(x):
+    """x [E, T, H, B] -> the view [H, B, T, E]: one [T, E] matrix per head and sequence
+    (copied only if E is not the unit-stride axis, i.e. x was stored feature-major)."""
+    m = x.transpose(2, 3, 1, 0)
+    return m if m.strides[-1] == m.itemsize else np.ascontiguousarray(m)
+
+
+def _pattern_matrices(p):
+    """p [Tq, Tk, H, B] -> the view [H, B, Tq, Tk] (copied only if Tk is not the unit stride)."""
+    m = p.transpose(2, 3, 0, 1)
+    return m if m.strides[-1] == m.itemsize else np.ascontiguousarray(m)
+
+
+def _as_head_vectors(m):
+    """[H, B, T, E] in memory -> indexed [E, T, H, B] (a view)."""
+    return m.transpose(3, 2, 0, 1)
+
+
+def _as_patterns(m):
+    """[H, B, Tq, Tk] in memory -> indexed [Tq, Tk, H, B] (a view)."""
+    return m.transpose(2, 3, 0, 1)
+
 
 # ---------------------------------------------------------------- linear
 
@@ -74,13 +117,27 @@ def embedding_forward(ids, W):
     return W.T[:, ids], (ids, W.shape[0])
 
 
+ONE_HOT_MAX_ROWS = 32   # tables up to this size: a one-hot matmul; larger ones: np.bincount
+
+
 def embedding_backward(dy, saved):
-    """dy [D, ...] -> dW [N, D]. A one-hot matmul sums the rows that share an id."""
+    """dy [D, ...] -> dW [N, D]: the gradient rows of every id, summed where ids repeat.
+
+    Small tables (the label embedding, N = 5): a one-hot [N, M] matmul. Large ones (a
+    text vocabulary, N ~ 1000, where the one-hot matrix is N x M x D of work): one
+    np.bincount over (id, feature) pairs, M x D of work (np.add.at does the same, 3x slower).
+    """
     ids, n_rows = saved
     # y[:, m] = W[ids[m]]
+    D = dy.shape[0]
     flat_ids = ids.reshape(-1)
-    one_hot = (np.arange(n_rows)[:, None] == flat_ids[None, :]).astype(dy.dtype)  # [N, M]
-    return one_hot @ dy.reshape(dy.shape[0], -1).T
+    dy2 = dy.reshape(D, -1)                                                        # [D, M]
+    if n_rows <= ONE_HOT_MAX_ROWS:
+        one_hot = (np.arange(n_rows)[:, None] == flat_ids[None, :]).astype(dy.dtype)  # [N, M]
+        return one_hot @ dy2.T
+    slots = flat_ids[None, :] * D + np.arange(D)[:, None]          # [D, M]: where dy2 adds in dW
+    dW = np.bincount(slots.reshape(-1), dy2.reshape(-1), minlength=n_rows * D)   # float64 sums
+    return dW.reshape(n_rows, D).astype(dy.dtype, copy=False)
 
 
 # ---------------------------------------------------------------- layernorm
@@ -128,17 +185,26 @@ def layernorm_backward(dy, saved):
 def qkv_forward(x, W_Q, W_K, W_V):
     """Queries, keys and values of every head in one matmul (no biases).
 
-    x [D, T, B]; W_Q, W_K, W_V [H, D, E] -> qkv [3, E, T, H, B] (q, k, v = qkv).
+    x [D, T, B]; W_Q, W_K, W_V [H, D, E] -> qkv [3, E, T, H, B] (q, k, v = qkv), stored
+    [3, E, T, H, B] for short sequences and [3, H, B, T, E] for long ones (heads_outer).
     """
     D, T, B = x.shape
     H, _, E = W_Q.shape
-    # rows ordered (which, e, h), so that one transpose of the output puts T before H
-    W_all = np.empty((3, E, H, D), dtype=W_Q.dtype)
+    by_head = heads_outer(T)
+    # rows ordered (which, e, h) so that one transpose of the output puts T before H;
+    # heads outer: (which, h, e), the order of the output's columns
+    W_all = np.empty((3, H, E, D) if by_head else (3, E, H, D), dtype=W_Q.dtype)
     for i, W in enumerate((W_Q, W_K, W_V)):
-        W_all[i] = W.transpose(2, 0, 1)
+        W_all[i] = W.transpose(0, 2, 1) if by_head else W.transpose(2, 0, 1)
     W_all = W_all.reshape(3 * E * H, D)
-    qkv = (W_all @ x.reshape(D, T * B)).reshape(3, E, H, T, B)
-    qkv = np.ascontiguousarray(qkv.transpose(0, 1, 3, 2, 4))       # [3, E, T, H, B]
+    x2 = x.reshape(D, T * B)
+    if by_head:
+        rows = (x2.T @ W_all.T).reshape(T, B, 3, H, E)                # [(t, b), (which, h, e)]
+        qkv = np.ascontiguousarray(rows.transpose(2, 3, 1, 0, 4))      # [3, H, B, T, E]
+        qkv = qkv.transpose(0, 4, 3, 1, 2)                              # indexed [3, E, T, H, B]
+    else:
+        qkv = (W_all @ x2).reshape(3, E, H, T, B)
+        qkv = np.ascontiguousarray(qkv.transpose(0, 1, 3, 2, 4))       # [3, E, T, H, B]
     # one array (unpacks as q, k, v): q and k can then be rotated together, as qkv[:2]
     return qkv, (x, W_all, H)
 
@@ -148,13 +214,21 @@ def qkv_backward(dq, dk, dv, saved):
     x, W_all, H = saved
     D, T, B = x.shape
     E = dq.shape[0]
+    x2 = x.reshape(D, T * B)
     # qkv = transpose(W_all @ x)
-    dqkv = np.empty((3, E, H, T, B), dtype=dq.dtype)
-    for i, d in enumerate((dq, dk, dv)):
-        dqkv[i] = d.transpose(0, 2, 1, 3)
-    dqkv = dqkv.reshape(3 * E * H, T * B)
-    dx = (W_all.T @ dqkv).reshape(D, T, B)
-    dW_all = (dqkv @ x.reshape(D, T * B).T).reshape(3, E, H, D).transpose(0, 2, 3, 1)
+    if heads_outer(T):   # W_all's rows are (which, h, e): gather the gradient as [(t, b), (which, h, e)]
+        d_rows = np.empty((T, B, 3, H, E), dtype=dq.dtype)
+        for i, d in enumerate((dq, dk, dv)):
+            d_rows[:, :, i] = d.transpose(1, 3, 2, 0)
+        d_all = d_rows.reshape(T * B, 3 * H * E).T                      # [3HE, TB] (a view)
+        dW_all = (d_all @ x2.T).reshape(3, H, E, D).transpose(0, 1, 3, 2)
+    else:                # rows (which, e, h)
+        d_all = np.empty((3, E, H, T, B), dtype=dq.dtype)
+        for i, d in enumerate((dq, dk, dv)):
+            d_all[i] = d.transpose(0, 2, 1, 3)
+        d_all = d_all.reshape(3 * E * H, T * B)
+        dW_all = (d_all @ x2.T).reshape(3, E, H, D).transpose(0, 2, 3, 1)
+    dx = (W_all.T @ d_all).reshape(D, T, B)
     return dx, dW_all[0], dW_all[1], dW_all[2]
 
 
@@ -246,11 +320,10 @@ def _matmul_per_position(R, x):
     """y[..., :, t] = R[t] @ x[..., :, t] for x [..., E, T, H, B], R [T, E, E]."""
     E, T, H, B = x.shape[-4:]
     x3 = x.reshape(*x.shape[:-4], E, T, H * B)
-    y = np.empty(x.shape, dtype=np.result_type(x, R))
-    y3 = y.reshape(x3.shape)
+    y3 = np.empty_like(x3, dtype=np.result_type(x, R))     # stored as x3 is (heads outer or not)
     # the T axis is the batch of the product: BLAS writes straight into y's layout
     np.matmul(R, np.swapaxes(x3, -2, -3), out=np.swapaxes(y3, -2, -3))
-    return y
+    return y3.reshape(x.shape)                              # splitting H * B: a view
 
 
 def rope_matmul_forward(x, R):
@@ -272,6 +345,13 @@ def rope_matmul_backward(dy, R):
 # ---------------------------------------------------------------- attention
 
 
+def _mask_terms(causal_mask, dtype):
+    """[Tq, Tk, 1, 1] arrays: 0 where visible and -inf where not (added to the scores),
+    and 1 / 0 (multiplies their gradient)."""
+    visible = np.asarray(causal_mask)[:, :, None, None]
+    return np.where(visible, 0.0, -np.inf).astype(dtype), visible.astype(dtype)
+
+
 def attention_scores_forward(q, k, scale, causal_mask):
     """Scaled dot products, future keys set to -inf.
 
@@ -279,28 +359,42 @@ def attention_scores_forward(q, k, scale, causal_mask):
     -> scores [Tq, Tk, H, B].
     """
     # scores[i, j] = scale * sum_e q[e, i] k[e, j]
-    scores = np.einsum("eihb,ejhb->ijhb", q, k)
+    if heads_outer(k.shape[1]):   # one [Tq, E] @ [E, Tk] product per head and sequence
+        scores = _as_patterns(np.matmul(_head_matrices(q), _head_matrices(k).swapaxes(-1, -2)))
+    else:
+        scores = np.einsum("eihb,ejhb->ijhb", q, k)
+    hidden, visible = _mask_terms(causal_mask, scores.dtype)
     scores *= scale
-    scores[~causal_mask] = -np.inf
-    return scores, (q, k, scale, causal_mask)
+    scores += hidden          # (an addition: as fast in either memory order, unlike scores[~mask])
+    return scores, (q, k, scale * visible)
 
 
 def attention_scores_backward(dscores, saved):
-    """dscores [Tq, Tk, H, B] -> (dq [E, Tq, H, B], dk [E, Tk, H, B])."""
-    q, k, scale, causal_mask = saved
+    """dscores [Tq, Tk, H, B] -> d_qk: dq [E, Tq, H, B], dk [E, Tk, H, B] as a pair, or,
+    when Tq == Tk, as one [2, E, T, H, B] array (RoPE's backward then takes both at once)."""
+    q, k, scale_visible = saved
     # masked entries are constants (-inf): no gradient flows through them
-    ds = dscores * scale
-    ds[~causal_mask] = 0.0
+    ds = dscores * scale_visible
     # scores[i, j] = scale * sum_e q[e, i] k[e, j]
-    # (dq and dk are the two halves of one array, so RoPE's backward can take both at once)
     dtype = np.result_type(ds, q, k)
+    if heads_outer(k.shape[1]):
+        ds_m = _pattern_matrices(ds)                                       # [H, B, Tq, Tk]
+        q_m, k_m = _head_matrices(q), _head_matrices(k)                    # [H, B, T, E]
+        if q.shape != k.shape:
+            return (_as_head_vectors(np.matmul(ds_m, k_m)),
+                    _as_head_vectors(np.matmul(ds_m.swapaxes(-1, -2), q_m)))
+        d_qk = np.empty((2,) + q_m.shape, dtype=dtype)                    # [2, H, B, T, E]
+        np.matmul(ds_m, k_m, out=d_qk[0])                    # dq[i] = sum_j ds[i, j] k[j]
+        np.matmul(ds_m.swapaxes(-1, -2), q_m, out=d_qk[1])   # dk[j] = sum_i ds[i, j] q[i]
+        return d_qk.transpose(0, 4, 3, 1, 2)                               # [2, E, T, H, B]
     if q.shape == k.shape:
-        dq, dk = np.empty((2,) + q.shape, dtype=dtype)
+        d_qk = np.empty((2,) + q.shape, dtype=dtype)
+        dq, dk = d_qk
     else:
-        dq, dk = np.empty(q.shape, dtype=dtype), np.empty(k.shape, dtype=dtype)
+        d_qk = dq, dk = np.empty(q.shape, dtype=dtype), np.empty(k.shape, dtype=dtype)
     np.einsum("ijhb,ejhb->eihb", ds, k, out=dq)   # dq[e, i] = sum_j ds[i, j] k[e, j]
     np.einsum("ijhb,eihb->ejhb", ds, q, out=dk)   # dk[e, j] = sum_i ds[i, j] q[e, i]
-    return dq, dk
+    return d_qk
 
 
 def softmax_forward(scores):
@@ -327,7 +421,10 @@ def weighted_sum_forward(pattern, v):
     pattern [Tq, Tk, H, B], v [E, Tk, H, B] -> z [E, Tq, H, B].
     """
     # z[e, i] = sum_j pattern[i, j] v[e, j]
-    z = np.einsum("ijhb,ejhb->eihb", pattern, v)
+    if heads_outer(v.shape[1]):
+        z = _as_head_vectors(np.matmul(_pattern_matrices(pattern), _head_matrices(v)))
+    else:
+        z = np.einsum("ijhb,ejhb->eihb", pattern, v)
     return z, (pattern, v)
 
 
@@ -335,9 +432,26 @@ def weighted_sum_backward(dz, saved):
     """dz [E, Tq, H, B] -> (dpattern [Tq, Tk, H, B], dv [E, Tk, H, B])."""
     pattern, v = saved
     # z[e, i] = sum_j pattern[i, j] v[e, j]
+    if heads_outer(v.shape[1]):
+        dz_m, v_m = _head_matrices(dz), _head_matrices(v)
+        dpattern = _as_patterns(np.matmul(dz_m, v_m.swapaxes(-1, -2)))
+        dv = _as_head_vectors(np.matmul(_pattern_matrices(pattern).swapaxes(-1, -2), dz_m))
+        return dpattern, dv
     dpattern = np.einsum("eihb,ejhb->ijhb", dz, v)   # dpattern[i, j] = sum_e dz[e, i] v[e, j]
     dv = np.einsum("ijhb,eihb->ejhb", pattern, dz)   # dv[e, j] = sum_i pattern[i, j] dz[e, i]
     return dpattern, dv
+
+
+def _z_columns(z):
+    """z [E, T, H, B] -> [H, E, T*B], columns (t, b): each head's values as a matrix.
+
+    Short sequences: a copy stored [H, E, T, B]. Long ones (heads_outer): a view of a copy
+    stored [T, B, H, E], whose E stays the unit-stride axis as the attention matmuls want.
+    """
+    E, T, H, B = z.shape
+    if heads_outer(T):
+        return np.ascontiguousarray(z.transpose(1, 3, 2, 0)).reshape(T * B, H, E).transpose(1, 2, 0)
+    return np.ascontiguousarray(z.transpose(2, 0, 1, 3)).reshape(H, E, T * B)
 
 
 def head_result_forward(z, W_O):
@@ -346,9 +460,9 @@ def head_result_forward(z, W_O):
     z [E, T, H, B], W_O [H, E, D] -> result [H, D, T, B].
     """
     E, T, H, B = z.shape
-    z_by_head = np.ascontiguousarray(z.transpose(2, 0, 1, 3)).reshape(H, E, T * B)
-    result = (W_O.transpose(0, 2, 1) @ z_by_head).reshape(H, -1, T, B)
-    return result, (z_by_head, W_O, z.shape)
+    z_cols = _z_columns(z)                                            # [H, E, TB]
+    result = (W_O.transpose(0, 2, 1) @ z_cols).reshape(H, -1, T, B)
+    return result, (z_cols, W_O, z.shape)
 
 
 def attn_out_forward(z, W_O):
@@ -361,19 +475,19 @@ def attn_out_forward(z, W_O):
     head_result_backward_shared (every head receives the same gradient).
     """
     E, T, H, B = z.shape
-    z_by_head = np.ascontiguousarray(z.transpose(2, 0, 1, 3)).reshape(H, E, T * B)
+    z_cols = _z_columns(z)                                            # [H, E, TB]
     # attn_out = sum_h W_O[h]^T z[h] = W_O[(h, e), :]^T z[(h, e), :]
-    attn_out = W_O.reshape(H * E, -1).T @ z_by_head.reshape(H * E, T * B)
-    return attn_out.reshape(-1, T, B), (z_by_head, W_O, z.shape)
+    attn_out = W_O.reshape(H * E, -1).T @ z_cols.reshape(H * E, T * B)
+    return attn_out.reshape(-1, T, B), (z_cols, W_O, z.shape)
 
 
 def head_result_backward(dresult, saved):
     """dresult [H, D, T, B] -> (dz [E, T, H, B], dW_O [H, E, D])."""
-    z_by_head, W_O, (E, T, H, B) = saved
+    z_cols, W_O, (E, T, H, B) = saved
     dresult = dresult.reshape(H, -1, T * B)
     # result[h] = W_O[h]^T z[h]
     dz_by_head = W_O @ dresult                                        # [H, E, TB]
-    dW_O = z_by_head @ dresult.transpose(0, 2, 1)                     # [H, E, D]
+    dW_O = z_cols @ dresult.transpose(0, 2, 1)                        # [H, E, D]
     dz = dz_by_head.reshape(H, E, T, B).transpose(1, 2, 0, 3)
     return np.ascontiguousarray(dz), dW_O
 
@@ -385,12 +499,14 @@ def head_result_backward_shared(d_attn_out, saved):
     Same maths as head_result_backward(broadcast(d_attn_out)), but two matmuls over all
     heads at once instead of building an [H, D, T, B] copy of the gradient.
     """
-    z_by_head, W_O, (E, T, H, B) = saved
+    z_cols, W_O, (E, T, H, B) = saved
     D = W_O.shape[2]
     d_out = d_attn_out.reshape(D, T * B)
     # result[h] = W_O[h]^T z[h], with dresult[h] = d_out for every h
+    dW_O = (z_cols.reshape(H * E, T * B) @ d_out.T).reshape(H, E, D)
+    if heads_outer(T):   # rows (t, b) and E the unit stride: no copy, the matmuls take it as it is
+        return (d_out.T @ W_O.reshape(H * E, D).T).reshape(T, B, H, E).transpose(3, 0, 2, 1), dW_O
     dz_by_head = W_O.reshape(H * E, D) @ d_out                       # [HE, TB]
-    dW_O = (z_by_head.reshape(H * E, T * B) @ d_out.T).reshape(H, E, D)
     dz = dz_by_head.reshape(H, E, T, B).transpose(1, 2, 0, 3)
     return np.ascontiguousarray(dz), dW_O
 
@@ -399,23 +515,33 @@ def head_result_backward_shared(d_attn_out, saved):
 
 
 def cross_entropy_forward(logits, targets):
-    """Mean cross-entropy over columns.  logits [V, M], targets [M] int -> (loss, saved)."""
+    """Mean cross-entropy over columns, and which columns predict their target.
+
+    logits [V, M], targets [M] int -> (loss, correct [M] bool, saved). correct: the
+    target's logit is the column's largest (a tie counts as correct).
+    """
     # (np.maximum.reduce / np.add.reduce: the array methods .max() / .sum() / .mean() add a
     # Python wrapper each, which at V = 5, M = 32 costs more than the arithmetic)
-    shifted = logits - np.maximum.reduce(logits, axis=0)
-    log_probs = shifted - np.log(np.add.reduce(np.exp(shifted), axis=0))
-    columns = np.arange(targets.shape[0])
-    loss = -np.add.reduce(log_probs[targets, columns]) / targets.shape[0]
-    return float(loss), (log_probs, targets)
+    n_columns = targets.shape[0]
+    top = np.maximum.reduce(logits, axis=0)                            # [M]
+    target_logits = logits[targets, np.arange(n_columns)]              # [M]
+    # exp(logits - top), in place on one new array (V x M is 4 MB for a text batch);
+    # the softmax is exps / total, left for the backward to divide (one pass fewer)
+    exps = logits - top
+    np.exp(exps, out=exps)
+    total = np.add.reduce(exps, axis=0)                                # [M]
+    # -log softmax(logits)[target] = log(sum_v exp(logit_v - top)) + top - logit_target
+    loss = np.add.reduce(np.log(total) + (top - target_logits)) / n_columns
+    return float(loss), target_logits >= top, (exps, total, targets)
 
 
 def cross_entropy_backward(saved):
     """-> dlogits [V, M] for a loss of 1 (the mean over M columns)."""
-    log_probs, targets = saved
-    # loss = -mean_m log_softmax(logits)[target_m, m]
-    dlogits = np.exp(log_probs)
-    dlogits[targets, np.arange(targets.shape[0])] -= 1.0
-    dlogits *= 1.0 / targets.shape[0]
+    exps, total, targets = saved
+    # loss = -mean_m log softmax(logits)[target_m, m]  =>  dlogits = (softmax - onehot) / M
+    n_columns = targets.shape[0]
+    dlogits = exps * (1.0 / n_columns / total)          # softmax / M
+    dlogits[targets, np.arange(n_columns)] -= 1.0 / n_columns
     return dlogits
 
 
