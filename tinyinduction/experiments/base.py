@@ -54,6 +54,9 @@ class Context:
     figures: Path = Path("figures")
     log: Callable = print
     text: str | None = None        # olsson: a user's text file or directory (--text)
+    plain: bool = False            # olsson: the long plain-text runs (--plain)
+    explore: bool = False          # olsson: the exploratory runs (--explore)
+    vocab: int | None = None       # olsson: the BPE's size (--vocab; default 1024)
     figure_files: list = field(default_factory=list)
 
     def train_runs(self, specs, grid: str | None = None) -> dict:
@@ -122,25 +125,34 @@ def _write_text(path: Path, text: str):
 
 def run_experiment(name: str, seed: int = PAPER_SEED, out=None, jobs: int = 1, quick: bool = False,
                    scheduler: str | None = None, figures=None, as_json: bool = False,
-                   log=print, text: str | None = None) -> dict:
+                   log=print, text: str | None = None, plain: bool = False, explore: bool = False,
+                   vocab: int | None = None) -> dict:
     """Run experiment `name` under the reproduce contract (module docstring); its results."""
     module = load(name)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"--seed = {seed!r}: must be a non-negative integer")
-    out = Path(out) if out is not None else Path("runs/reproduce") / (name + ("_quick" if quick else ""))
+    mode = "_plain" if plain else "_explore" if explore else ""       # olsson's other runs: DIR beside
+    out = Path(out) if out is not None else Path("runs/reproduce") / (name + mode + ("_quick" if quick else ""))
     if str(out) in ("", "."):
         raise ValueError(f"--out {str(out)!r}: give a directory for the runs and results")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a directory")
     if text is not None and name != "olsson":
         raise ValueError(f"--text {text!r}: only the olsson experiment trains on text")
+    for flag, given in (("--plain", plain), ("--explore", explore), ("--vocab", vocab is not None)):
+        if given and name != "olsson":
+            raise ValueError(f"{flag}: only the olsson experiment takes it")
+    if vocab is not None and (isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 3):
+        raise ValueError(f"--vocab {vocab!r}: must be an integer >= 3 (the BPE's tokens, BOS and UNK included)")
     # quick runs and runs on a user's text never replace the committed figures
-    figures = Path(figures) if figures is not None else (out / "figures" if quick or text else Path("figures"))
+    figures = Path(figures) if figures is not None else (
+        out / "figures" if quick or text or vocab is not None else Path("figures"))
     if figures.exists() and not figures.is_dir():
         raise ValueError(f"--figures {figures} is a file; give a directory")
     out.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
-    ctx = Context(name, seed, out, jobs, quick, scheduler, figures, log, text=text)
+    ctx = Context(name, seed, out, jobs, quick, scheduler, figures, log, text=text, plain=plain,
+                  explore=explore, vocab=vocab)
     started = time.perf_counter()
     log(f"reproduce {name}{' (quick setting)' if quick else ''}: seed {seed}, runs and results "
         f"in {out}, figures in {figures}, {jobs} job{'s' if jobs > 1 else ''}")

@@ -25,7 +25,8 @@ def _where_options(parser):
 def cmd_reproduce(args) -> int:
     from .base import run_experiment
     run_experiment(args.name, seed=args.seed, out=args.out, jobs=args.jobs, quick=args.quick,
-                   scheduler=args.scheduler, figures=args.figures, as_json=args.json, text=args.text)
+                   scheduler=args.scheduler, figures=args.figures, as_json=args.json, text=args.text,
+                   plain=args.plain, explore=args.explore, vocab=args.vocab)
     return 0
 
 
@@ -63,6 +64,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--figures", help="figure directory (default figures/, or DIR/figures with --quick)")
     p.add_argument("--text", metavar="PATH", help="olsson only: a text file or directory to train on "
                                                   "instead of the Python standard library's source")
+    p.add_argument("--plain", action="store_true", help="olsson only: the long runs on plain text (hours; "
+                                                        "resumable), beside the default's DIR")
+    p.add_argument("--explore", action="store_true", help="olsson only: the exploratory runs that chose the "
+                                                          "default setting")
+    p.add_argument("--vocab", type=_positive_int, metavar="N", help="olsson only: the BPE's size (default 1024)")
     _where_options(p)
     p.set_defaults(func=cmd_reproduce)
 

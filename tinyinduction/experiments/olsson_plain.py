@@ -52,13 +52,18 @@ class SingleRun:
 
 
 PLAIN = (
-    SingleRun("B16_T64", 16, 64, 150_000, 2_500, why="the default's batch x context: 1,024 tokens a step"),
-    SingleRun("B32_T128", 32, 128, 37_500, 625, why="4x the batch x context, the same tokens in all"),
+    SingleRun("B16_T64", 16, 64, 100_000, 2_500, why="the default's batch x context: 1,024 tokens a step"),
+    SingleRun("B32_T128", 32, 128, 25_000, 625, why="4x the batch x context, the same tokens in all"),
 )
 QUICK_PLAIN = (SingleRun("B16_T32", 16, 32, 300, 100), SingleRun("B32_T32", 32, 32, 150, 50))
 EXPLORATION = (
     SingleRun("2L_V1024_T64_B16_r0.5", 16, 64, 10_000, 250, 0.5, heldout_fraction=0.1,
               why="the research note's run (heads at steps 5k-7k there), in this package, seed 1"),
+    SingleRun("2L_V1024_T32_B32_r0.9", 32, 32, 3_000, 100, 0.9,
+              why="--quick candidate: the old quick setting (context 32, 90% repeated, batch 32) on BPE-1024; "
+                  "its 800 steps formed no head in the 2-layer model"),
+    SingleRun("2L_V256_T32_B32_r0.9", 32, 32, 3_000, 100, 0.9, vocab_size=256,
+              why="--quick candidate: the same with a BPE of 256 tokens"),
 )
 QUICK_EXPLORATION = (SingleRun("2L_V1024_T32_B16_r0.5", 16, 32, 200, 100, 0.5),)
 
@@ -93,7 +98,8 @@ def run_single_runs(ctx, mode: str) -> dict:
         spec = RunSpec(f"{name}_{label}" if not label.startswith(name) else label,
                        model_config(name, task.d_vocab, s), s.text, s.train)
         ctx.log(f"{spec.name}: {s.train.steps:,} steps of {s.train.batch_size} x {s.text.n_ctx} tokens, "
-                f"{s.text.repeat_fraction:.0%} repeated windows, BPE of {task.d_vocab} ({entry.why})")
+                f"{s.text.repeat_fraction:.0%} repeated windows, BPE of {task.d_vocab}"
+                + (f" ({entry.why})" if entry.why else ""))
         summary = ctx.train_runs([spec], grid=label)[spec.name]
         probes = make_probes(task, s.n_trajectory_windows, s.train.seed)
         tr = over_training(summary.out_dir, spec.model, probes, s.train.seed)
