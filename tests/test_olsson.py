@@ -148,3 +148,35 @@ def test_short_user_text_is_refused_before_training(tmp_path, capsys):
                  "--out", str(tmp_path / "out")]) == 2
     assert "fewer than one window" in capsys.readouterr().err
     assert not (tmp_path / "out" / "runs").exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["reproduce", "heads", "--quick", "--plain"], "--plain: only the olsson experiment"),
+    (["reproduce", "heads", "--quick", "--vocab", "512"], "--vocab: only the olsson experiment"),
+    (["reproduce", "olsson", "--quick", "--plain", "--explore"], "--plain or --explore, not both"),
+    (["reproduce", "olsson", "--quick", "--vocab", "8", "--text", "CODE"], "TextConfig.vocab_size"),
+])
+def test_olsson_options_are_checked_in_one_line(argv, needle, tmp_path, capsys):
+    (tmp_path / "code.py").write_text("def f(x):\n    return x + 1\n" * 200)
+    argv = [str(tmp_path / "code.py") if a == "CODE" else a for a in argv]
+    assert main(argv + ["--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert needle in error and len(error.splitlines()) == 1
+
+
+def test_plain_runs_end_to_end_and_are_read_beside_the_default(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(olsson_plain, "QUICK_PLAIN", (olsson_plain.SingleRun("B8_T32", 8, 32, 60, 30),
+                                                      olsson_plain.SingleRun("B16_T32", 16, 32, 30, 30)))
+    out = tmp_path / "olsson_plain"
+    assert main(["reproduce", "olsson", "--quick", "--plain", "--out", str(out), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    runs = results["runs"]
+    assert results["mode"] == "plain" and set(runs) == {"B8_T32", "B16_T32"}
+    assert runs["B8_T32"]["tokens"] == 60 * 8 * 32 and runs["B16_T32"]["steps"] == 30
+    assert runs["B8_T32"]["steps_over_training"] == [0, 30, 60]
+    assert all(r["repeat_fraction"] == 0 for r in runs.values())
+    assert (out / "figures" / "olsson_plain_quick.png").stat().st_size > 10_000
+    outcome = olsson_plain.read_outcome(out)                  # what the default run puts in results["plain"]
+    assert outcome["B8_T32"]["max_prefix_matching"] == runs["B8_T32"]["max_prefix_matching"]
+    assert "B16_T32" in olsson.report({"mode": "plain", "runs": outcome})
+    assert olsson_plain.read_outcome(tmp_path / "nothing") is None

@@ -32,6 +32,7 @@ from .. import text_measures as tm
 from . import olsson_analysis as oa
 from .base import Row
 from .olsson_claims import all_claims
+from .olsson_report import report  # noqa: F401 (the results page's text)
 from .olsson_plain import read_outcome, run_single_runs, single_runs, single_runs_table
 from .olsson_common import (ICL_BAND, MODELS, SECOND_SEED, icl_on_all_windows, make_probes, over_training,
                             params_at, run_specs, setting, source_of, vocab_of)
@@ -39,6 +40,24 @@ from .olsson_common import (ICL_BAND, MODELS, SECOND_SEED, icl_on_all_windows, m
 NAME = "olsson"
 SUMMARY = "Olsson et al. 2022 on Python source (BPE): 1 vs 2 layers, smeared key, plain-text ICL, ablations"
 OPTIONS = ("seed", "text", "plain", "explore", "vocab")
+TITLE = "Olsson et al. 2022: induction heads and in-context learning on Python source"
+FIGURES = {
+    "olsson_training": "Columns: the models. Top: loss on plain held-out windows (dots) and on held-out windows "
+                       "that repeat a span (grey line). Middle: the ICL score on plain held-out windows, ± one "
+                       "standard error (one scale for all). Bottom: every head's prefix-matching score (dotted: "
+                       "layer 0). Grey band: the phase change (10% to 90% of the best head's rise); dashed: halfway.",
+    "olsson_ablation": "The 2-layer models' ICL score with their induction heads zeroed, or as many other heads "
+                       "(dots: each set), on plain and on repeated held-out windows; dashed: the 1-layer model. "
+                       "Error bars: standard errors over windows.",
+    "olsson_pca": "Left: per-token losses of every checkpoint of every model (one fixed position in each of the "
+                  "per-checkpoint windows), first two principal components; triangles: onset and end of the "
+                  "phase change. Right: the final loss at each position of the window.",
+    "olsson_heads": "Final per-head scores of every model: prefix matching, induction, previous token, copying "
+                    "(sample-based and eigenvalue proxy).",
+    "olsson_plain": "`--plain`: 2-layer models on plain text only, two batch x context settings: best "
+                    "prefix-matching head, ICL score and loss against tokens seen.",
+    "olsson_exploration": "`--explore`: the exploratory runs (seed 1) that chose the default setting.",
+}
 
 
 # ---------------------------------------------------------------- the experiment
@@ -74,9 +93,10 @@ def run(ctx) -> dict:
     configs = {spec.name: spec.model for spec in specs}
     seeds = {spec.name: spec.train.seed for spec in specs}
     summaries = ctx.train_runs(specs)
-    probes = make_probes(task, s.n_trajectory_windows, ctx.seed)
-    ctx.log(f"measuring on {probes.windows.tokens.shape[0]:,} held-out windows at every checkpoint and on all "
-            f"{probes.all_windows.tokens.shape[0]:,} at the end")
+    probes = make_probes(task, s.n_trajectory_windows, ctx.seed, s.n_final_windows, s.n_ablation_windows)
+    ctx.log(f"measuring on {probes.windows.tokens.shape[0]:,} held-out windows at every checkpoint, on "
+            f"{probes.all_windows.tokens.shape[0]:,} at the end, on {probes.ablation_windows.tokens.shape[0]:,} "
+            "in the ablations")
 
     trajectories, results, final_icl = {}, {"models": {}}, {}
     for name, config in configs.items():
@@ -119,7 +139,7 @@ def run(ctx) -> dict:
             ctx.log(f"ablating {name}'s heads ...")
             params = params_at(summaries[name].out_dir, configs[name], seeds[name],
                                int(trajectories[name]["step"][-1]))
-            results[key] = oa.ablation(params, configs[name], probes.all_windows,
+            results[key] = oa.ablation(params, configs[name], probes.ablation_windows,
                                        results["models"][name]["prefix_matching"],
                                        {"repeated": probes.repeated_windows})
     results["second_seed_model"] = SECOND_SEED if SECOND_SEED in configs else None
@@ -133,6 +153,7 @@ def run(ctx) -> dict:
                            "icl_positions": tm.icl_positions(s.text.n_ctx), "icl_band": ICL_BAND,
                            "n_trajectory_windows": int(probes.windows.tokens.shape[0]),
                            "n_all_windows": int(probes.all_windows.tokens.shape[0]),
+                           "n_ablation_windows": int(probes.ablation_windows.tokens.shape[0]),
                            "prefix_matching_tokens": probes.n_random}
     suffix = "_quick" if ctx.quick else ""
     note = getattr(ctx, "figure_note", "")

@@ -29,6 +29,7 @@ N_PROBE_SEQUENCES = 32           # prefix-matching and repeated-token sequences 
 HELDOUT_FRACTION = 0.2           # a fifth of the files: enough windows for standard errors <= 0.02
 STEPS, CHECKPOINT_EVERY = 8000, 200
 QUICK_STEPS = 800
+N_ABLATION_WINDOWS = 4096        # the ablation's 2 + 15 passes per model on every window would take ~15 min
 
 
 # ---------------------------------------------------------------- settings
@@ -43,6 +44,8 @@ class Setting:
     train: TrainConfig
     n_trajectory_windows: int    # held-out windows every checkpoint is measured on
     second_seed: bool            # also train SECOND_SEED
+    n_final_windows: int | None = None      # windows of the final scores (None: every one)
+    n_ablation_windows: int | None = None   # windows of every ablation (None: every one)
 
 
 def setting(quick: bool, seed: int, source: str = "stdlib", vocab: int = 1024) -> Setting:
@@ -60,10 +63,12 @@ def setting(quick: bool, seed: int, source: str = "stdlib", vocab: int = 1024) -
                       vocab_size=vocab, heldout_fraction=HELDOUT_FRACTION)
     if quick:
         return Setting(text.replace(n_ctx=32, repeat_fraction=0.9), n_heads=4, d_model=64, d_head=16,
-                       n_trajectory_windows=256, second_seed=False,
+                       n_trajectory_windows=256, second_seed=False, n_final_windows=1024,
+                       n_ablation_windows=512,
                        train=TrainConfig(seed=seed, steps=QUICK_STEPS, batch_size=32, lr=3e-3,
                                          eval_every=50, checkpoint_every=50, log_every=0))
     return Setting(text, n_heads=4, d_model=64, d_head=16, n_trajectory_windows=1024, second_seed=True,
+                   n_ablation_windows=N_ABLATION_WINDOWS,
                    train=TrainConfig(seed=seed, steps=STEPS, batch_size=16, lr=3e-3,
                                      eval_every=CHECKPOINT_EVERY, checkpoint_every=CHECKPOINT_EVERY,
                                      log_every=0))
@@ -92,7 +97,8 @@ class Probes:
     """The fixed inputs every checkpoint is measured on."""
 
     windows: TokenBatch           # [N, T] plain held-out windows measured at every checkpoint
-    all_windows: TokenBatch       # [M, T] every non-overlapping plain held-out window
+    all_windows: TokenBatch       # [M, T] every non-overlapping plain held-out window (or n_final_windows)
+    ablation_windows: TokenBatch  # [A, T] the plain held-out windows of the ablations
     repeated_windows: TokenBatch  # held-out windows that repeat a span (for the ablation)
     pairs: np.ndarray             # [N, 2] (window, position) of the per-token losses
     prefix: TokenBatch            # Olsson's prefix-matching sequences
@@ -102,7 +108,8 @@ class Probes:
     sample_tokens: np.ndarray     # the copying score's sample (25 distinct ids)
 
 
-def make_probes(task: TextTask, n_windows: int, seed: int = 0) -> Probes:
+def make_probes(task: TextTask, n_windows: int, seed: int = 0, n_final: int | None = None,
+                n_ablation: int | None = None) -> Probes:
     n_ctx = task.config.n_ctx
     rng = np.random.default_rng([seed, 10])
     heldout = task.streams["heldout"]
@@ -110,7 +117,8 @@ def make_probes(task: TextTask, n_windows: int, seed: int = 0) -> Probes:
     n_random = fitting_prefix_length(n_ctx)
     half = (n_ctx - 1) // 2
     return Probes(
-        oa.tiled_windows(heldout, n_ctx, limit=n_windows), oa.tiled_windows(heldout, n_ctx),
+        oa.tiled_windows(heldout, n_ctx, limit=n_windows), oa.tiled_windows(heldout, n_ctx, limit=n_final),
+        oa.tiled_windows(heldout, n_ctx, limit=n_ablation),
         task.sample(rng, min(n_windows, 512), split="heldout", repeat_fraction=1.0),
         tm.per_token_pairs(rng, n_windows, n_ctx),
         prefix_matching_tokens(rng, N_PROBE_SEQUENCES, candidates, n_random), n_random,

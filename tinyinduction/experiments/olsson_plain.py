@@ -4,7 +4,7 @@
     Does a 2-layer attention-only model form induction heads from plain code alone, and
     after how many tokens? And how does batch x context move that point (Aoyama et al.
     2025 report that it matters)? One run per PLAIN_SETTINGS entry: equal token budgets,
-    a 4x different batch x context.
+    a 4x different batch (so batch x context) at the same context.
 --explore: the exploratory runs that chose the default setting (EXPLORATION: vocabulary,
     context, steps), the failed ones included, each with why it was run. Seed 1, never
     the decisive seeds 5 and 6.
@@ -52,8 +52,8 @@ class SingleRun:
 
 
 PLAIN = (
-    SingleRun("B16_T64", 16, 64, 100_000, 2_500, why="the default's batch x context: 1,024 tokens a step"),
-    SingleRun("B32_T128", 32, 128, 25_000, 625, why="4x the batch x context, the same tokens in all"),
+    SingleRun("B16_T64", 16, 64, 60_000, 2_500, why="the default's batch x context: 1,024 tokens a step"),
+    SingleRun("B64_T64", 64, 64, 15_000, 625, why="4x the batch x context, the same tokens in all"),
 )
 QUICK_PLAIN = (SingleRun("B16_T32", 16, 32, 300, 100), SingleRun("B32_T32", 32, 32, 150, 50))
 EXPLORATION = (

@@ -1,0 +1,79 @@
+"""The results page's text for `reproduce olsson` (report(results) -> Markdown): the
+setting, Olsson et al.'s claims (ours, theirs, agrees?), the --plain and --explore
+outcomes. Every number is formatted from results.json; none is typed here."""
+from __future__ import annotations
+
+from .olsson_claims import all_claims
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "/").replace("\n", " ")
+
+
+def setting_text(results) -> str:
+    s, t = results["settings"], results["tokenizer"]
+    text, train = s["text"], s["train"]
+    fp = s["fingerprint"]
+    early, late = s["icl_positions"]
+    models = results["models"]
+    second = results.get("second_seed_model")
+    seeds = f"seed {models['2L']['seed']}" + (f", and the 2-layer model again on seed {models[second]['seed']}"
+                                              if second else "")
+    return (
+        f"**Setting.** Attention-only models, {s['n_heads']} heads of {s['d_head']} per layer, d_model "
+        f"{s['d_model']}, RoPE, pre-LayerNorm, untied unembedding; 1 and 2 layers, each with and without the "
+        f"smeared key; {seeds}. Text: the Python standard library's source ({fp['files']} files, "
+        f"{fp['characters']:,} characters; a fifth of the files held out: {fp['heldout_files']}), "
+        f"as a byte-pair encoding of {t['vocab_size']:,} tokens learnt on the training files "
+        f"({t['chars_per_token']:.2f} characters per token on held-out files; UNK rate {t['unk_rate_heldout']:.1e}). "
+        f"Context {text['n_ctx']} tokens, batch {train['batch_size']}, Adam lr {train['lr']:g}, "
+        f"{train['steps']:,} steps ({train['steps'] * train['batch_size'] * text['n_ctx'] / 1e6:.1f}M tokens), "
+        f"a checkpoint every {train['checkpoint_every']}. **Deviation from the paper, kept and stated:** "
+        f"{text['repeat_fraction']:.0%} of the training windows repeat a span of real text (`--plain` is "
+        f"Olsson's own regime, below). Everything is measured on **plain** held-out windows: at every "
+        f"checkpoint on {s['n_trajectory_windows']:,} of them; the final, before and after scores on all "
+        f"{s['n_all_windows']:,} non-overlapping ones (paired between models and steps on the same windows); "
+        f"the ablations on {s['n_ablation_windows']:,}. ICL score = loss at position {late}±{s['icl_band']} "
+        f"minus loss at position {early}±{s['icl_band']} (Olsson's tokens 500 and 50 of 512, scaled to "
+        f"{text['n_ctx']}).")
+
+
+def claims_table(results) -> str:
+    lines = ["| # | Olsson et al. | ours | agrees? |", "|---|---|---|---|"]
+    second = results.get("second_seed_model")
+    for claim in all_claims(results):
+        word = {True: "yes", False: "**no**", None: "not measured"}[claim.agrees]
+        criterion = f" ({claim.criterion})" if claim.criterion else ""
+        number = f"{claim.number}" + (" (second seed)" if second and claim.ours.startswith(second) else "")
+        lines.append(f"| {number} | {_cell(claim.claim)} | {_cell(claim.ours)} | {word}{_cell(criterion)} |")
+    return "\n".join(lines)
+
+
+def single_runs_text(outcome, mode) -> str:
+    if not outcome:
+        command = "reproduce olsson --plain" if mode == "plain" else "reproduce olsson --explore"
+        return f"Not run beside this one (`python -m tinyinduction {command}`)."
+    lines = ["| run | why | layers | BPE | batch x context | repeated | steps (tokens) | best prefix matching "
+             "| phase change | final ICL score | wall time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for label, r in outcome.items():
+        phase = "none" if r["phase_change_step"] is None else \
+            f"step {r['phase_change_step']:,} ({r['phase_change_tokens'] / 1e6:.1f}M tokens)"
+        wall = "-" if r["wall_seconds"] is None else f"{r['wall_seconds'] / 60:.0f} min"
+        status = "" if r["status"] == "finished" else f" ({r['status']})"
+        lines.append(
+            f"| {label} | {_cell(r['why'])} | {r['n_layers']} | {r['vocab_size']:,} | {r['batch_size']} x "
+            f"{r['n_ctx']} | {r['repeat_fraction']:.0%} | {r['steps']:,} ({r['tokens'] / 1e6:.1f}M){status} | "
+            f"{r['max_prefix_matching']:.2f} | {phase} | {r['icl_score']:+.3f} ± {r['icl_score_sem']:.3f} | {wall} |")
+    return "\n".join(lines)
+
+
+def report(results) -> str:
+    if "mode" in results:                          # a --plain or --explore DIR of its own
+        return single_runs_text(results["runs"], results["mode"])
+    parts = [setting_text(results), "**Olsson et al.'s claims** (criteria in "
+             "`tinyinduction/experiments/olsson_claims.py`, fixed before the decisive runs):", claims_table(results),
+             "**Plain text only (`--plain`)**: does a 2-layer model form induction heads without repeated spans, "
+             "and when?", single_runs_text(results.get("plain"), "plain"),
+             "**Exploratory runs (`--explore`, seed 1)** that chose this setting, the failed ones included:",
+             single_runs_text(results.get("exploration"), "explore")]
+    return "\n\n".join(parts)
