@@ -27,7 +27,7 @@ SECOND_SEED = "2L_second_seed"   # the 2-layer model again, on seed + 1
 ICL_BAND = oa.ICL_BAND
 N_PROBE_SEQUENCES = 32           # prefix-matching and repeated-token sequences (paper: 10)
 HELDOUT_FRACTION = 0.2           # a fifth of the files: enough windows for standard errors <= 0.02
-STEPS, CHECKPOINT_EVERY = 8000, 200
+STEPS, CHECKPOINT_EVERY = 10_000, 250   # exploration, seed 1: heads at steps 2,750-3,250; room for later seeds
 QUICK_STEPS = 800
 N_ABLATION_WINDOWS = 4096        # the ablation's 2 + 15 passes per model on every window would take ~15 min
 

@@ -64,6 +64,11 @@ EXPLORATION = (
                   "its 800 steps formed no head in the 2-layer model"),
     SingleRun("2L_V256_T32_B32_r0.9", 32, 32, 3_000, 100, 0.9, vocab_size=256,
               why="--quick candidate: the same with a BPE of 256 tokens"),
+    SingleRun("2L_V1024_T32_B32_r0.5", 32, 32, 3_000, 100, 0.5,
+              why="--quick candidate: the two above formed heads by step ~1,000 but their plain-text ICL score "
+                  "went up (worse) at the phase change; half the windows repeated, as in the default"),
+    SingleRun("2L_V256_T32_B32_r0.5", 32, 32, 3_000, 100, 0.5, vocab_size=256,
+              why="--quick candidate: the same with a BPE of 256 tokens"),
 )
 QUICK_EXPLORATION = (SingleRun("2L_V1024_T32_B16_r0.5", 16, 32, 200, 100, 0.5),)
 
