@@ -18,6 +18,8 @@ exit code; whatever it raises goes through main's one error path:
     4    an internal error (a bug: please report it; TINYINDUCTION_TRACEBACK=1 shows where)
     130  interrupted by Ctrl-C (SIGINT); the run was saved and can be resumed
     143  stopped by SIGTERM; the run was saved and can be resumed
+         (reproduce, sweep: every running run saved, no results written; a command
+         whose parser sets `resumable=True` says that the same command continues)
 
 Every error is one line on stderr, `error: ...`, with no traceback.
 """
@@ -35,6 +37,7 @@ from pathlib import Path
 
 from .config import PRESETS, preset
 from .runs import check_output_dir, check_output_file
+from .sweep import GridStopped
 from .train import TrainingDiverged
 
 EXIT_OK, EXIT_SYSTEM, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_BUG = 0, 1, 2, 3, 4
@@ -284,6 +287,7 @@ def main(argv=None) -> int:
     """Run one command; every failure is one line on stderr and an exit code (above)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     code, message, caught = EXIT_OK, None, None
+    args = None
     with _SigtermRaises():
         try:
             if argv[:1] == ["toy"]:           # the toy model parses its own options
@@ -291,6 +295,9 @@ def main(argv=None) -> int:
                 return run_cli(argv[1:])
             args = build_parser().parse_args(argv)
             return args.func(args)
+        except GridStopped as error:         # a multi-run command: its message says it all
+            code = EXIT_TERMINATED if error.signal == "SIGTERM" else EXIT_INTERRUPTED
+            message, caught = _one_line(error), error
         except (ValueError, TypeError) as error:
             code, message, caught = EXIT_BAD_INPUT, _one_line(error), error
         except TrainingDiverged as error:
@@ -305,6 +312,9 @@ def main(argv=None) -> int:
             code, caught = EXIT_BUG, error
             message = (f"internal error, please report it: {type(error).__name__}: {_one_line(error)}"
                        " (TINYINDUCTION_TRACEBACK=1 shows where)")
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED) and getattr(args, "resumable", False) \
+            and not isinstance(caught, GridStopped):
+        message += "; no results written: run the same command again to continue"
     if os.environ.get("TINYINDUCTION_TRACEBACK"):
         traceback.print_exception(caught)
     print(f"error: {message}", file=sys.stderr)

@@ -271,6 +271,8 @@ def parse_clamp_option(text: str) -> dict:
         name, eq, value = item.partition("=")
         if not eq or not name.strip():
             raise ValueError(f"--clamp {text!r}: {item!r} is not field=value")
+        if name.strip() in spec:
+            raise ValueError(f"--clamp {text!r}: {name.strip()} is given twice")
         spec[name.strip()] = value.strip()
     return normalise_spec(spec)
 
@@ -293,6 +295,12 @@ def build_clamps(specs, config: ModelConfig) -> Passes:
     kinds = [spec["kind"] for spec in specs]
     if kinds.count("A") > 1 or kinds.count("copy") > 1:
         raise ValueError(f"clamps {kinds}: A and copy can each be given once")
+    layers = [spec["layer"] for spec in specs if spec["kind"] == "only_head"]
+    repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
+    if repeated:
+        raise ValueError(f"only_head (--only-head) is given more than once for layer {repeated[0]}: "
+                         "each keeps one head of the layer and ablates the others, so together "
+                         "they would ablate every head; give one per layer")
     with_a = "A" in kinds
     pattern_clamps, main_links, main_constants = [], [], []
     if with_a:

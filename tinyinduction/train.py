@@ -161,7 +161,7 @@ class _StopSignals:
 
 def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out_dir=None,
           resume=None, clamps=(), task=None, log=print, overwrite=False,
-          evaluate_in_background=False) -> TrainResult:
+          evaluate_in_background=False, stop_when=None) -> TrainResult:
     """Train a model on a task; see the module docstring for what is written.
 
     task_config: the TaskConfig; with task=None the few-shot task is built from it. With
@@ -185,6 +185,9 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
         they overlap training on a second core; the history is the same. Where that
         cannot work (one CPU, no fork, threads, see background_evaluation_unavailable)
         a log line says so and evaluations run here.
+    stop_when: None, or a function polled between two steps that returns None to go on
+        or a reason (e.g. "SIGTERM") to stop there as on that signal: save and return an
+        interrupted result (the sweep runner stops a grid's runs this way).
     Returns a TrainResult; raises TrainingDiverged on divergence and re-raises any other
     error after saving what can be saved.
     """
@@ -202,6 +205,8 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
                          "again, resume continues it; choose one")
     if not callable(log):
         raise TypeError(f"log = {log!r}: must be a function taking one line of text")
+    if stop_when is not None and not callable(stop_when):
+        raise TypeError(f"stop_when = {stop_when!r}: must be None or a function returning a reason to stop")
     out_dir = check_output_dir(out_dir, "out_dir") if out_dir is not None else None
     if resume == "auto" and out_dir is None:
         raise ValueError("resume = 'auto' needs an out_dir to look for the run in")
@@ -236,7 +241,7 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
     if evaluate_in_background:
         run.evaluator = _start_background_evaluation(run, clamps, log)
     try:
-        return _loop(run)
+        return _loop(run, stop_when)
     finally:
         if run.evaluator is not None:
             run.evaluator.close()
@@ -254,7 +259,7 @@ def _start_background_evaluation(run: TrainingRun, clamps, log):
     return None
 
 
-def _loop(run: TrainingRun) -> TrainResult:
+def _loop(run: TrainingRun, stop_when=None) -> TrainResult:
     tc = run.tc
     run.start_step, run.started = run.step, time.perf_counter()
     started = run.started
@@ -266,6 +271,10 @@ def _loop(run: TrainingRun) -> TrainResult:
                                                and run.due_for_evaluation(run.step)):
                 run.record(wall_before, stop)          # step 0, or an evaluation cut short
             while run.step < tc.steps and stop.received is None:
+                reason = stop_when() if stop_when is not None else None
+                if reason is not None:          # asked to stop as on a signal (a grid's stop)
+                    stop.received = stop.received or reason
+                    break
                 batch, under_way = run.batches.take(), True
                 loss, acc, grads = training_loss_and_grads(run.params, run.model_config, batch, run.clamps)
                 if not math.isfinite(loss):

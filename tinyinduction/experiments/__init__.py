@@ -7,8 +7,11 @@ Each experiment is a module of this package with
                                         the sweep runner), analyses, draws its figures
                                         (ctx.figure_path), returns results.json's content
     table(results) -> list[base.Row]    our numbers next to the paper's
-base.run_experiment does the rest: output directory, results.json (strict JSON),
-the printed table, --json.
+    OPTIONS  which of "seed", "features", "text" it uses (default ("seed",)); any other
+             is refused, not ignored
+    check(ctx)   optional: refuse what run(ctx) could not use, before anything is written
+base.run_experiment does the rest: checks, output directory, results.json (strict JSON),
+the printed table, --json. Figures take ctx.figure_note into their titles.
 """
 EXPERIMENTS = {
     "heads": "Singh et al. findings 1-4, 7: head roles, ablations, redundancy, wiring, direct path",

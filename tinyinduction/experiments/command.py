@@ -26,26 +26,27 @@ def cmd_reproduce(args) -> int:
     from .base import run_experiment
     run_experiment(args.name, seed=args.seed, out=args.out, jobs=args.jobs, quick=args.quick,
                    scheduler=args.scheduler, figures=args.figures, as_json=args.json, text=args.text,
-                   plain=args.plain, explore=args.explore, vocab=args.vocab)
+                   features=args.features, plain=args.plain, explore=args.explore, vocab=args.vocab)
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from ..sweep import run_grid
+    from ..sweep import run_dir_name, run_grid
     from .grid import expand, load_spec, spec_from_flags
     if args.spec is not None and (args.grid or args.clamp):
         raise ValueError("sweep: give a SPEC file or --grid/--clamp flags, not both")
+    if args.spec is None and not args.grid:
+        raise ValueError("sweep: nothing to vary; give --grid section.field=v1,v2 or a SPEC file")
     spec = load_spec(args.spec) if args.spec else spec_from_flags(args.preset, args.grid, args.clamp,
                                                                    args.name)
-    if not spec.get("grid") and args.spec is None:
-        raise ValueError("sweep: nothing to vary; give --grid section.field=v1,v2 or a SPEC file")
     runs = expand(spec)
-    out = args.out or f"runs/sweep/{spec.get('name', 'sweep')}"
-    print(f"sweep {spec.get('name', 'sweep')}: {len(runs)} runs in {out}, {args.jobs} job(s)")
-    summaries = run_grid(runs, out, jobs=args.jobs, scheduler=args.scheduler,
-                         grid_name=spec.get("name", "sweep"))
+    name = spec.get("name", "sweep")
+    out = args.out or f"runs/sweep/{run_dir_name(name)}"
+    where = f"the Dask scheduler {args.scheduler}" if args.scheduler else f"{args.jobs} job(s)"
+    print(f"sweep {name}: {len(runs)} runs in {out}, on {where}")
+    run_grid(runs, out, jobs=args.jobs, scheduler=args.scheduler, grid_name=name)
     print(f"summary in {out}/summary.csv and summary.json")
-    return 130 if any(s.status == "interrupted" for s in summaries.values()) else 0
+    return 0
 
 
 def add_parsers(sub) -> None:
@@ -57,11 +58,15 @@ def add_parsers(sub) -> None:
                                    "paper's. Experiments: " + "; ".join(
                                        f"{k}: {v}" for k, v in EXPERIMENTS.items()))
     p.add_argument("name", help="experiment: " + ", ".join(EXPERIMENTS))
-    p.add_argument("--seed", type=int, default=5, help="seed (default 5, the paper's main run)")
-    p.add_argument("--out", help="runs and results (default runs/reproduce/NAME[_quick])")
+    p.add_argument("--seed", type=int, help="seed (default 5, the paper's main run; not for seeds)")
+    p.add_argument("--features", help="few-shot experiments: the exemplar features (as train "
+                                      "--features; default the setting's own)")
+    p.add_argument("--out", help="runs and results (default runs/reproduce/NAME, plus _quick, "
+                                 "_seed=S, ... for a setting that is not the paper's)")
     p.add_argument("--quick", action="store_true", help="a reduced setting for lessons and tests")
     p.add_argument("--json", action="store_true", help="print results.json on the last line")
-    p.add_argument("--figures", help="figure directory (default figures/, or DIR/figures with --quick)")
+    p.add_argument("--figures", help="figure directory (default figures/ for the paper's setting "
+                                     "in the default DIR, else DIR/figures)")
     p.add_argument("--text", metavar="PATH", help="olsson only: a text file or directory to train on "
                                                   "instead of the Python standard library's source")
     p.add_argument("--plain", action="store_true", help="olsson only: the long runs on plain text (hours; "
@@ -70,7 +75,7 @@ def add_parsers(sub) -> None:
                                                           "default setting")
     p.add_argument("--vocab", type=_positive_int, metavar="N", help="olsson only: the BPE's size (default 1024)")
     _where_options(p)
-    p.set_defaults(func=cmd_reproduce)
+    p.set_defaults(func=cmd_reproduce, resumable=True)
 
     p = sub.add_parser("sweep", help="a grid of training runs (local processes or a Dask cluster)",
                        description="Train every point of a grid; finished runs are skipped, "
@@ -85,4 +90,4 @@ def add_parsers(sub) -> None:
     p.add_argument("--name", help="grid name (default sweep)")
     p.add_argument("--out", help="directory of the grid (default runs/sweep/NAME)")
     _where_options(p)
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=cmd_sweep, resumable=True)

@@ -22,6 +22,7 @@ from .subcircuits import reference_heads
 
 NAME = "data"
 SUMMARY = "Singh et al. Fig. 6: classes and labels act through different subcircuits"
+OPTIONS = ("seed", "features")
 PAPER_SWEEPS = {"classes": (50, 100, 200), "labels": (5, 10, 15)}
 QUICK_SWEEPS = {"classes": (10, 20, 40), "labels": (5, 7, 9)}
 PAPER_STEPS = {"unclamped": 62_500, "clamped": 9_375}
@@ -76,7 +77,8 @@ def run(ctx) -> dict:
         curves.setdefault(condition, {}).setdefault(axis, {})[str(value)] = {
             "step": history["step"], "loss": history["eval/train/loss"]}
     results["curves"] = curves
-    plots.data_figure(ctx.figure_path("data" + ("_quick" if ctx.quick else "")), results)
+    plots.data_figure(ctx.figure_path("data" + ("_quick" if ctx.quick else "")), results,
+                      note=ctx.figure_note)
     return results
 
 

@@ -40,6 +40,7 @@ from .setups import setting, task_of
 
 NAME = "features"
 SUMMARY = "the built-in stand-in features: which properties move the phase change"
+OPTIONS = ("seed",)
 
 # Singh et al. 2024, seed 5, Omniglot/ResNet18 features (shared/research/singh2024.md)
 PAPER = {"learning_time": (5_600, 11_000), "plateau": 0.72, "heldout_classes": 0.12,
@@ -204,7 +205,7 @@ def run(ctx) -> dict:
     from . import features_plots as plots
     suffix = "_quick" if ctx.quick else ""
     plots.sweep_figure(ctx.figure_path(f"features_sweep{suffix}"), results, curves,
-                       paper=not ctx.quick)
+                       paper=not ctx.quick, seed=ctx.seed, note=ctx.figure_note)
     if not ctx.quick:
         plots.glyph_figure(ctx.figure_path("glyphs"))
     return results

@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..phases import PAPER_THRESHOLD
+from .plots import titled
 
 LN2 = math.log(2.0)
 
@@ -53,7 +54,8 @@ def _scatter(ax, results, stat, target, ylabel):
 
 def sweep_figure(path, results, curves, paper: bool = True,
                  timing_stat: str = "effective_rank",
-                 generalisation_stat: str = "heldout_in_train_span") -> Path:
+                 generalisation_stat: str = "heldout_in_train_span", seed: int = 5,
+                 note: str = "") -> Path:
     """Loss curves of every sweep point; learning time and final held-out-class loss
     against the table statistics that predict them (paper=False: the quick setting,
     drawn without the paper's numbers)."""
@@ -78,7 +80,7 @@ def sweep_figure(path, results, curves, paper: bool = True,
     ax.set_ylabel("loss on the training evaluation set (nats)")
     ax.set_ylim(0, 1.2)
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title("Seed-5 runs on each feature table", fontsize=10)
+    ax.set_title(f"Seed-{seed} runs on each feature table", fontsize=10)
     _scatter(axes[1], results, timing_stat, "learning_time",
              "learning time (steps; triangle: not reached)")
     axes[1].set_title("What predicts the timing", fontsize=10)
@@ -91,8 +93,8 @@ def sweep_figure(path, results, curves, paper: bool = True,
     for ax in axes[1:]:
         ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     axes[2].set_title("What predicts generalisation to new classes", fontsize=10)
-    fig.suptitle("Stand-in exemplar features (not Omniglot): generator settings vs the phase "
-                 "change", fontsize=11)
+    fig.suptitle(titled("Stand-in exemplar features (not Omniglot): generator settings vs the "
+                        "phase change", note), fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -38,6 +38,7 @@ from .setups import setting, task_of
 
 NAME = "heads"
 SUMMARY = "Singh et al. findings 1-4, 7: head roles, ablations, redundancy, wiring, direct path"
+OPTIONS = ("seed", "features")
 
 # Singh et al. 2024, their seed 5 (shared/research/singh2024.md)
 PAPER = {
@@ -129,7 +130,7 @@ def over_training(run_dir, config, task, induction_head, previous_token_head) ->
 
 def run(ctx) -> dict:
     from . import plots
-    model, task_config, train_config = setting(ctx.quick, ctx.seed)
+    model, task_config, train_config = setting(ctx.quick, ctx.seed, ctx.features)
     spec = RunSpec(f"seed={ctx.seed}", model, task_config, train_config)
     summary = ctx.train_runs([spec])[spec.name]
     run_dir = Path(summary.out_dir)
@@ -184,15 +185,17 @@ def run(ctx) -> dict:
     results["over_training"] = {k: trajectory[k] for k in ("step", "induction_strength",
                                                             "previous_token_score")}
     suffix = "_quick" if ctx.quick else ""
+    note = ctx.figure_note
     plots.heads_over_training(ctx.figure_path(f"heads_over_training{suffix}"), history, trajectory,
-                              roles, phase)
+                              roles, phase, note=note)
     plots.heads_ablations(ctx.figure_path(f"heads_ablations{suffix}"), results,
-                          None if ctx.quick else PAPER)
-    plots.posthoc_figure(ctx.figure_path(f"heads_posthoc{suffix}"), trajectory)
-    plots.query_row_animation(ctx.figures / f"heads_phase_change{suffix}.gif", trajectory, phase)
+                          None if ctx.quick else PAPER, note=note)
+    plots.posthoc_figure(ctx.figure_path(f"heads_posthoc{suffix}"), trajectory, note=note)
+    plots.query_row_animation(ctx.figures / f"heads_phase_change{suffix}.gif", trajectory, phase,
+                              note=note)
     ctx.figure_files.append(str(ctx.figures / f"heads_phase_change{suffix}.gif"))
     plots.composition_figure(ctx.figure_path(f"heads_composition{suffix}"), results["composition"],
-                             prev_heads, [h for _, h in roles.induction_heads])
+                             prev_heads, [h for _, h in roles.induction_heads], note=note)
     return results
 
 

@@ -64,7 +64,7 @@ FIGURES = {
 
 
 def check(ctx):
-    """Refuse text that cannot be trained on (--text) before reproduce writes anything."""
+    """Refuse text that cannot be trained on (--text, --vocab) before reproduce writes anything."""
     mode = mode_of(ctx)
     if mode != "default":
         for _, s in single_runs(mode, ctx.quick, ctx.seed, source_of(ctx), vocab_of(ctx)).values():

@@ -17,12 +17,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .plots import titled
+
 COLOURS = {"1L": "tab:blue", "2L": "tab:red", "1L_smeared": "tab:cyan", "2L_smeared": "tab:orange",
            "2L_second_seed": "tab:purple"}
-
-
-def titled(title: str, note: str = "") -> str:
-    return f"{title} [{note}]" if note else title
 
 
 def _mark_phase(ax, model):

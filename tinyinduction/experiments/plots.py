@@ -12,6 +12,12 @@ LN2 = math.log(2.0)
 KEY_NAMES = ["x1", "l1", "x2", "l2", "xq"]
 
 
+def titled(title: str, note: str = "") -> str:
+    """A figure's title with the run's setting when it is not the paper's (note: the
+    reproduce Context's figure_note, e.g. "seed 7, features glyphs"; "" adds nothing)."""
+    return f"{title} [{note}]" if note else title
+
+
 def _save(fig: Figure, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +51,7 @@ def _head_scores(ax, steps, scores, role_heads, layer, role, cmap, ylabel):
               title_fontsize=8)
 
 
-def heads_over_training(path, history, trajectory, roles, phase):
+def heads_over_training(path, history, trajectory, roles, phase, note=""):
     """Loss (top), induction strength of layer-1 heads, previous-token score of layer-0 heads."""
     fig = Figure(figsize=(9, 8.5))
     axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1.1, 1.3, 1.3]})
@@ -57,7 +63,7 @@ def heads_over_training(path, history, trajectory, roles, phase):
     ax.set_ylabel("loss (nats)")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title("Heads over training: the circuit forms during the drop", fontsize=11)
+    ax.set_title(titled("Heads over training: the circuit forms during the drop", note), fontsize=11)
 
     _head_scores(axes[1], steps, trajectory["induction_strength"], roles.induction_heads, 1,
                  "induction", "winter", "induction strength\nA(q->correct label) - A(q->other)")
@@ -72,7 +78,7 @@ def heads_over_training(path, history, trajectory, roles, phase):
     return _save(fig, path)
 
 
-def heads_ablations(path, results, paper=None):
+def heads_ablations(path, results, paper=None, note=""):
     """Single-head accuracy and single-head ablations; heads switched on one by one; wiring."""
     fig = Figure(figsize=(13, 4.4))
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.4, 1, 1.2]})
@@ -85,7 +91,7 @@ def heads_ablations(path, results, paper=None):
     ax.set_xticks(x, [f"L1H{h}\ns={s:.2f}" for h, s in enumerate(results["induction_strength"])], fontsize=7)
     ax.set_ylabel("accuracy (train set)")
     ax.set_ylim(0, 1.05)
-    ax.set_title("Redundant heads: each alone does part of the job", fontsize=10, y=1.13)
+    ax.set_title(titled("Redundant heads: each alone does part of the job", note), fontsize=10, y=1.13)
     ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=3)
 
     ax = axes[1]
@@ -122,7 +128,7 @@ def heads_ablations(path, results, paper=None):
     return _save(fig, path)
 
 
-def posthoc_figure(path, trajectory):
+def posthoc_figure(path, trajectory, note=""):
     """Loss of each checkpoint, plain and with a subcircuit clamped only at evaluation."""
     fig = Figure(figsize=(7.5, 4))
     ax = fig.subplots()
@@ -137,12 +143,12 @@ def posthoc_figure(path, trajectory):
     ax.set_yscale("log")
     ax.set_xlabel("checkpoint step")
     ax.set_ylabel("train-set loss (nats, log scale)")
-    ax.set_title("Clamping only at evaluation still shows the plateau and the jump", fontsize=10)
+    ax.set_title(titled("Clamping only at evaluation still shows the plateau and the jump", note), fontsize=10)
     ax.legend(fontsize=8, loc="lower left")
     return _save(fig, path)
 
 
-def query_row_animation(path, trajectory, phase, fps=4):
+def query_row_animation(path, trajectory, phase, fps=4, note=""):
     """GIF: layer-1 query-row attention of every head, checkpoint by checkpoint."""
     from matplotlib.animation import FuncAnimation, PillowWriter
     rows = np.asarray(trajectory["query_rows"])                         # [checkpoints, H, Tk]
@@ -158,7 +164,7 @@ def query_row_animation(path, trajectory, phase, fps=4):
 
     def draw(i):
         image.set_data(rows[i])
-        title.set_text(f"step {steps[i]:,}  loss {losses[i]:.3f}")
+        title.set_text(titled(f"step {steps[i]:,}  loss {losses[i]:.3f}", note))
         return image, title
 
     animation = FuncAnimation(fig, draw, frames=len(steps), blit=False)
@@ -168,7 +174,7 @@ def query_row_animation(path, trajectory, phase, fps=4):
     return path
 
 
-def composition_figure(path, composition, previous_token_heads, induction_heads):
+def composition_figure(path, composition, previous_token_heads, induction_heads, note=""):
     """Q-, K-, V-composition of layer-0 heads (rows) into layer-1 heads (columns)."""
     fig = Figure(figsize=(13, 3.8))
     axes = fig.subplots(1, 3)
@@ -176,7 +182,8 @@ def composition_figure(path, composition, previous_token_heads, induction_heads)
     for ax, kind in zip(axes, "QKV"):
         scores = np.asarray(composition[kind])
         image = ax.imshow(scores, vmin=0, vmax=vmax, cmap="magma")
-        ax.set_title(f"{kind}-composition (random baseline {composition['baseline'][kind]:.3f})", fontsize=9)
+        ax.set_title(titled(f"{kind}-composition (random baseline {composition['baseline'][kind]:.3f})",
+                            note if kind == "Q" else ""), fontsize=9)
         ax.set_xticks(range(scores.shape[1]),
                       [f"{h}{'*' if h in induction_heads else ''}" for h in range(scores.shape[1])])
         ax.set_yticks(range(scores.shape[0]),
@@ -187,7 +194,7 @@ def composition_figure(path, composition, previous_token_heads, induction_heads)
     return _save(fig, path)
 
 
-def race_figure(path, curves, learning_time):
+def race_figure(path, curves, learning_time, note=""):
     """Loss curves of every layer-1 head trained alone, and of all heads together."""
     fig = Figure(figsize=(9, 4.5))
     ax = fig.subplots()
@@ -205,7 +212,7 @@ def race_figure(path, curves, learning_time):
     ax.set_xlabel("training step")
     ax.set_ylabel("train-set loss (nats)")
     ax.set_ylim(0, max(1.0, LN2 * 1.3))
-    ax.set_title("Heads race: each layer-1 head trained alone, and all together", fontsize=10)
+    ax.set_title(titled("Heads race: each layer-1 head trained alone, and all together", note), fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
@@ -217,7 +224,7 @@ CONDITION_NAMES = {"none": "none (one induction head active)", "PT": "PT: previo
                    "A+C": "A + C"}
 
 
-def subcircuits_figure(path, results):
+def subcircuits_figure(path, results, note=""):
     """One panel per clamped condition: its loss curve, the unclamped one for reference,
     and the toy model with the best number of factors D fitted to it."""
     from ..toy import toy_loss_curve
@@ -248,13 +255,13 @@ def subcircuits_figure(path, results):
         ax.set_xlabel("training step")
     for ax in axes[::3]:
         ax.set_ylabel("train-set loss (nats)")
-    fig.suptitle("Clamping subcircuits through training: with B or C given, the plateau goes "
-                 "(dotted: ln 2)", fontsize=11)
+    fig.suptitle(titled("Clamping subcircuits through training: with B or C given, the plateau goes "
+                        "(dotted: ln 2)", note), fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def data_figure(path, results):
+def data_figure(path, results, note=""):
     """Loss curves of each data setting (rows: classes, labels) under each condition."""
     conditions = [c for c in ("unclamped", "B_evolves", "C_evolves", "BC_evolve") if c in results["curves"]]
     titles = {"unclamped": "unclamped (nothing given)", "B_evolves": "B evolves (A + C clamped)",
@@ -286,13 +293,13 @@ def data_figure(path, results):
                 ax.set_xlabel("training step" + (" (log scale)" if condition != "unclamped" else ""))
             if col == 0:
                 ax.set_ylabel(f"train-set loss (nats)\nsweep over {axis}")
-    fig.suptitle("Data properties act through different subcircuits (only one layer-1 head active)",
-                 fontsize=11)
+    fig.suptitle(titled("Data properties act through different subcircuits (only one layer-1 head "
+                        "active)", note), fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def seeds_figure(path, results):
+def seeds_figure(path, results, note=""):
     """Final induction strength of every layer-1 head of every seed against its single-head
     accuracy (left) and against its run's learning time (right)."""
     fig = Figure(figsize=(11, 4.2))
@@ -305,8 +312,8 @@ def seeds_figure(path, results):
         if lt is not None:
             axes[1].scatter(strength, [lt] * len(strength), color=colour, s=25, label=f"seed {seed}")
     corr = results["corr_strength_acc"]
-    axes[0].set_title("strength predicts single-head accuracy" + (f" (r = {corr:.2f})" if corr is not None else ""),
-                      fontsize=10)
+    axes[0].set_title(titled("strength predicts single-head accuracy"
+                             + (f" (r = {corr:.2f})" if corr is not None else ""), note), fontsize=10)
     axes[0].axhline(0.5, color="grey", ls=":", lw=0.8)
     axes[0].set_xlabel("final induction strength of a layer-1 head")
     axes[0].set_ylabel("accuracy with only that head active")
@@ -320,7 +327,7 @@ def seeds_figure(path, results):
     return _save(fig, path)
 
 
-def strength_figure(path, results):
+def strength_figure(path, results, note=""):
     """Final train and relabel loss against the clamped match strength."""
     fig = Figure(figsize=(11, 4.2))
     axes = fig.subplots(1, 2)
@@ -334,7 +341,7 @@ def strength_figure(path, results):
     ax.set_yscale("log")
     ax.set_xlabel("clamped induction strength 2s - 1 (< 0: the head looks more at the wrong label)")
     ax.set_ylabel("final loss (nats, log scale)")
-    ax.set_title("A wrong-label head still fits training pairs, not new ones", fontsize=10)
+    ax.set_title(titled("A wrong-label head still fits training pairs, not new ones", note), fontsize=10)
     ax.legend(fontsize=8)
     ax = axes[1]
     for (key, curve), colour in zip(results["curves"].items(), _head_colours(len(results["curves"]), "viridis")):

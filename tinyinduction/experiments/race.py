@@ -16,13 +16,14 @@ from .setups import setting
 
 NAME = "race"
 SUMMARY = "Singh et al. finding 2: each layer-1 head trained alone, and all together"
+OPTIONS = ("seed", "features")
 PAPER_STEPS = 31_250
 PAPER = {"all": 0.27e6 / 32, "alone": (0.30e6 / 32, 0.61e6 / 32)}   # learning times in steps
 
 
 def run(ctx) -> dict:
     from . import plots
-    model, task, train = setting(ctx.quick, ctx.seed, checkpoint_every=PAPER_STEPS)
+    model, task, train = setting(ctx.quick, ctx.seed, ctx.features, checkpoint_every=PAPER_STEPS)
     if ctx.quick:
         train = train.replace(checkpoint_every=train.steps)
     everyone = ctx.train_runs([RunSpec("all", model, task, train)], grid="all")["all"]
@@ -43,7 +44,8 @@ def run(ctx) -> dict:
     learning_time = {"all": everyone.learning_time}
     learning_time.update({str(h): alone[f"head={h}"].learning_time for h in range(model.n_heads)})
     final_loss = {key: curve["loss"][-1] for key, curve in curves.items()}
-    plots.race_figure(ctx.figure_path("race" + ("_quick" if ctx.quick else "")), curves, learning_time)
+    plots.race_figure(ctx.figure_path("race" + ("_quick" if ctx.quick else "")), curves, learning_time,
+                      note=ctx.figure_note)
     learned = [lt for key, lt in learning_time.items() if key != "all" and lt is not None]
     return {"learning_time": learning_time, "final_loss": final_loss, "steps_alone": steps,
             "steps_rule": rule, "n_alone_learned": len(learned),

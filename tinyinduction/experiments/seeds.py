@@ -21,6 +21,7 @@ from .setups import setting, task_of
 
 NAME = "seeds"
 SUMMARY = "Singh et al. finding 8: seeds 5-9, induction strength vs accuracy and timing"
+OPTIONS = ("features",)   # it trains seeds 5-9 itself
 PAPER_SEEDS = (5, 6, 7, 8, 9)
 QUICK_SEEDS = (5, 6, 7)
 
@@ -41,7 +42,7 @@ def run(ctx) -> dict:
     seeds = QUICK_SEEDS if ctx.quick else PAPER_SEEDS
     specs = []
     for seed in seeds:
-        model, task, train = setting(ctx.quick, seed)
+        model, task, train = setting(ctx.quick, seed, ctx.features)
         specs.append(RunSpec(f"seed={seed}", model, task, train.replace(checkpoint_every=train.steps)))
     runs = ctx.train_runs(specs)
     task = task_of(specs[0].task)
@@ -63,7 +64,8 @@ def run(ctx) -> dict:
               for _ in row]
     results["corr_strength_acc"] = correlation(strength, accuracy)
     results["corr_strength_learning_time"] = correlation(strength, timing)
-    plots.seeds_figure(ctx.figure_path("seeds" + ("_quick" if ctx.quick else "")), results)
+    plots.seeds_figure(ctx.figure_path("seeds" + ("_quick" if ctx.quick else "")), results,
+                       note=ctx.figure_note)
     return results
 
 

@@ -24,6 +24,7 @@ from .subcircuits import reference_heads
 
 NAME = "strength"
 SUMMARY = "Singh et al. finding 8: training with the match clamped at strength s"
+OPTIONS = ("seed", "features")
 INDUCTION_STRENGTHS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0)
 AFFINE_S = (-1.0, -0.5)
 PAPER_STEPS, QUICK_STEPS = 9_375, 1_500
@@ -55,7 +56,8 @@ def run(ctx) -> dict:
         history = runs[f"s={s:g}"].history()
         results["curves"][f"{2 * s - 1:g}"] = {"step": history["step"], "train": history["eval/train/loss"],
                                                "relabel": history["eval/relabel/loss"]}
-    plots.strength_figure(ctx.figure_path("strength" + ("_quick" if ctx.quick else "")), results)
+    plots.strength_figure(ctx.figure_path("strength" + ("_quick" if ctx.quick else "")), results,
+                          note=ctx.figure_note)
     return results
 
 

@@ -28,6 +28,7 @@ from .setups import setting, task_of
 
 NAME = "subcircuits"
 SUMMARY = "Singh et al. Fig. 5b: clamping subcircuits A, B, C through training"
+OPTIONS = ("seed", "features")
 PAPER_STEPS, PAPER_EVAL_EVERY = 18_750, 30
 QUICK_STEPS, QUICK_EVAL_EVERY = 1_500, 15
 PAPER_SHAPE = {"none": "plateau, then drop", "PT": "shorter plateau, sigmoidal",
@@ -38,7 +39,7 @@ PLATEAU_BAND = 0.1
 
 def reference_heads(ctx):
     """(model, task config, train config, roles) of the seed's unclamped reference run."""
-    model, task, train = setting(ctx.quick, ctx.seed)
+    model, task, train = setting(ctx.quick, ctx.seed, ctx.features)
     train = train.replace(checkpoint_every=train.steps)
     summary = ctx.train_runs([RunSpec("reference", model, task, train)], grid="reference")["reference"]
     from .heads import checkpoints
@@ -111,7 +112,7 @@ def run(ctx) -> dict:
         results["toy_fit"][name] = toy_fit(curve["step"], curve["loss"],
                                            runs[name].learning_time is not None)
     plots.subcircuits_figure(ctx.figure_path("subcircuits" + ("_quick" if ctx.quick else "")),
-                             results)
+                             results, note=ctx.figure_note)
     return results
 
 

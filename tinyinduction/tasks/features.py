@@ -284,6 +284,8 @@ def parse_feature_source(source: str) -> tuple[str, dict | None]:
         if key not in allowed or not equals:
             raise ValueError(f"features = {source!r}: {item!r} is not a setting of {name}; "
                              f"write {name}:name=value,... with names from {', '.join(allowed)}")
+        if key in options:
+            raise ValueError(f"features = {source!r}: {key} is given twice")
         try:
             options[key] = allowed[key](text)
         except ValueError:

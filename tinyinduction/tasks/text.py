@@ -13,8 +13,9 @@ except those under ``site-packages`` and test directories (``test``, ``tests``,
 files that are tables rather than code (NOT_CODE: ``encodings/``, ``pydoc_data/``,
 ``html/entities.py``; codec tables, generated help text, a list of HTML entities):
 ~610 files, ~10 million characters on CPython 3.11, no download. A path reads that file, or every
-non-binary file under that directory (hidden entries skipped). Files are read as UTF-8;
-undecodable bytes become U+FFFD.
+text file under that directory (hidden entries skipped). A file with a NUL byte, or more
+than 10% undecodable as UTF-8, is not text: skipped in a directory, refused alone.
+Files are read as UTF-8; undecodable bytes become U+FFFD.
 
 Split. A file is held out when the first 8 bytes of sha256(its relative path), as an
 integer, fall below ``heldout_fraction`` of 2^64: deterministic, independent of which
@@ -130,9 +131,21 @@ def stdlib_dir() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
+TEXT_SAMPLE_BYTES = 65536     # how much of a file decides whether it is text
+MAX_UNDECODABLE = 0.1         # share of U+FFFD in that sample above which it is not text
+
+
 def _is_binary(path: Path) -> bool:
+    """Not text: a NUL byte in the first KiB, or mostly undecodable as UTF-8 (more than
+    MAX_UNDECODABLE of the first TEXT_SAMPLE_BYTES decode to U+FFFD)."""
     with open(path, "rb") as handle:
-        return b"\0" in handle.read(1024)
+        sample = handle.read(TEXT_SAMPLE_BYTES)
+    if b"\0" in sample[:1024]:
+        return True
+    if len(sample) == TEXT_SAMPLE_BYTES:
+        sample = sample[:-3]          # a character cut at the sample's end is not the file's fault
+    decoded = sample.decode("utf-8", errors="replace")
+    return decoded.count(UNK_CHAR) > MAX_UNDECODABLE * max(len(decoded), 1)
 
 
 def list_files(source: str) -> tuple[Path, list[Path]]:
@@ -149,6 +162,13 @@ def list_files(source: str) -> tuple[Path, list[Path]]:
         if not root.exists():
             raise ValueError(f"--text {source!r}: no such file or directory")
         if root.is_file():
+            try:
+                binary = _is_binary(root)
+            except OSError as error:
+                raise ValueError(f"--text {source!r}: cannot be read ({error.strerror})") from None
+            if binary:
+                raise ValueError(f"--text {source!r}: not a text file (NUL bytes, or mostly "
+                                 "not UTF-8); give a text file or a directory of them")
             return root.parent, [root]
         try:
             files = [f for f in root.rglob("*") if f.is_file()
