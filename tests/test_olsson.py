@@ -151,8 +151,8 @@ def test_short_user_text_is_refused_before_training(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["reproduce", "heads", "--quick", "--plain"], "--plain: only the olsson experiment"),
-    (["reproduce", "heads", "--quick", "--vocab", "512"], "--vocab: only the olsson experiment"),
+    (["reproduce", "heads", "--quick", "--plain"], "does not take --plain"),
+    (["reproduce", "heads", "--quick", "--vocab", "512"], "does not take --vocab"),
     (["reproduce", "olsson", "--quick", "--plain", "--explore"], "--plain or --explore, not both"),
     (["reproduce", "olsson", "--quick", "--vocab", "8", "--text", "CODE"], "TextConfig.vocab_size"),
 ])
@@ -180,3 +180,27 @@ def test_plain_runs_end_to_end_and_are_read_beside_the_default(tmp_path, capsys,
     assert outcome["B8_T32"]["max_prefix_matching"] == runs["B8_T32"]["max_prefix_matching"]
     assert "B16_T32" in olsson.report({"mode": "plain", "runs": outcome})
     assert olsson_plain.read_outcome(tmp_path / "nothing") is None
+
+
+def test_measures_over_training_are_stored_and_only_new_checkpoints_measured(tmp_path, monkeypatch):
+    config = ModelConfig(n_layers=2, n_heads=2, d_model=8, d_head=4, input_kind="tokens", d_vocab=40, n_ctx=17)
+    rng = np.random.default_rng(0)
+    windows = TokenBatch(rng.integers(0, 40, (8, 17)), rng.integers(0, 40, (8, 17)))
+    from tinyinduction.tasks.repeated import prefix_matching_tokens, repeated_tokens
+    probes = olsson_common.Probes(windows, windows, windows, windows, np.stack([np.arange(8), np.arange(8)], 1),
+                                  prefix_matching_tokens(rng, 4, np.arange(2, 40), 4), 4,
+                                  repeated_tokens(rng, 4, 8, np.arange(2, 40)), 8, np.arange(2, 27))
+    calls = []
+    real = olsson_common.measure
+    monkeypatch.setattr(olsson_common, "measure", lambda *a: calls.append(1) or real(*a))
+    found = []
+    monkeypatch.setattr(olsson_common, "checkpoints", lambda d: found)
+    first = olsson_common.over_training(tmp_path, config, probes, seed=0)          # step 0 only
+    assert first["step"].tolist() == [0] and len(calls) == 1
+    again = olsson_common.over_training(tmp_path, config, probes, seed=0)
+    assert len(calls) == 1 and np.array_equal(again["prefix_matching"], first["prefix_matching"])
+    monkeypatch.setattr(olsson_common, "load_params", lambda p: (init_params(config, 1), None))
+    found.append((5, tmp_path / "step_5.npz"))                               # a new checkpoint
+    later = olsson_common.over_training(tmp_path, config, probes, seed=0)
+    assert later["step"].tolist() == [0, 5] and len(calls) == 2                    # only step 5 is new
+    assert later["loss"][0] == first["loss"][0]

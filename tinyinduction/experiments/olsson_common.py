@@ -6,6 +6,7 @@ Shapes: N windows, M windows, T positions, L layers, H heads.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 from .. import text_measures as tm
 from ..config import ModelConfig, TrainConfig
 from ..model import TokenBatch, init_params
-from ..runs import checkpoint_paths
+from ..runs import checkpoint_paths, write_atomic
 from ..sweep import RunSpec
 from ..tasks.repeated import (fitting_prefix_length, prefix_matching_candidates,
                               prefix_matching_tokens, repeated_tokens)
@@ -156,16 +157,46 @@ def params_at(run_dir, config, seed: int, step: int) -> dict:
     raise ValueError(f"{run_dir}: no checkpoint at step {step}")
 
 
+MEASURES_VERSION = 1   # bump when measure() changes: stored measures of older versions are not read
+
+
+def probes_key(probes: Probes) -> str:
+    """A hash of the inputs measure() reads and of MEASURES_VERSION."""
+    digest = hashlib.sha256(str(MEASURES_VERSION).encode())
+    for batch in (probes.windows, probes.prefix, probes.repeated):
+        digest.update(np.ascontiguousarray(batch.tokens, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(probes.pairs, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def over_training(run_dir, config, probes, seed: int) -> dict:
     """{measure: [value per checkpoint]} plus "step", in step order; step 0 is the
-    initialisation (init_params(config, seed), as train() makes it)."""
-    rows = {"step": []}
+    initialisation (init_params(config, seed), as train() makes it). Each checkpoint's
+    measures are stored in run_dir/measures-<probes_key>.npz, so measuring a run again
+    (another reproduce, a lesson, a longer run) computes only the checkpoints that are new."""
+    store = Path(run_dir) / f"measures-{probes_key(probes)}.npz"
+    known = {}
+    if store.is_file():
+        try:
+            with np.load(store, allow_pickle=False) as stored:
+                for name in stored.files:
+                    step, key = name.split("/", 1)
+                    known.setdefault(int(step), {})[key] = stored[name]
+        except (OSError, ValueError):
+            known = {}                                  # unreadable: measure again
+    rows, new = {"step": []}, False
     found = checkpoints(run_dir)
     for step, path in ([(0, None)] if not found or found[0][0] != 0 else []) + found:
-        params = init_params(config, seed) if path is None else load_params(path)[0]
+        if step not in known:
+            params = init_params(config, seed) if path is None else load_params(path)[0]
+            known[step], new = measure(params, config, probes), True
         rows["step"].append(step)
-        for key, value in measure(params, config, probes).items():
+        for key, value in known[step].items():
             rows.setdefault(key, []).append(value)
+    if new:
+        arrays = {f"{step}/{key}": np.asarray(value) for step, values in known.items()
+                  for key, value in values.items()}
+        write_atomic(store, lambda handle: np.savez(handle, **arrays))
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
