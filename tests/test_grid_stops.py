@@ -16,7 +16,7 @@ from tinyinduction.cli import main
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SPEC = {"name": "stops", "preset": "small", "task": {"eval_size": 50},
-        "train": {"steps": 300, "eval_every": 20, "checkpoint_every": 20, "log_every": 0},
+        "train": {"steps": 160, "eval_every": 20, "checkpoint_every": 20, "log_every": 0},
         "grid": {"train.seed": [1, 2, 3]}}
 
 

@@ -198,3 +198,18 @@ def test_quick_start_is_two_commands_and_keeps_the_test_command_ci_runs():
     assert f"`{install} && {test_command}`" in quick_start      # what to do next: the tests
     for guide in ("lessons/README.md", "figures/README.md", "tinyinduction/README.md"):
         assert f"]({guide})" in quick_start, f"the quick start does not point to {guide}"
+
+
+def _table_rows(text):
+    return [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+
+
+def test_the_headline_table_is_the_results_pages():
+    """`reproduce all` writes both from the same results: they must agree."""
+    start, end = README.index("<!-- headline"), README.index("<!-- headline end -->")
+    assert _table_rows(README[start:end]), "the front page has no headline table"
+    page = TEXT["figures/README.md"]
+    section = page[page.index("## Headline results"):]
+    section = section[:section.index("\n## ", 1)]
+    front = [row.replace("](figures/README.md#", "](#") for row in _table_rows(README[start:end])]
+    assert front == _table_rows(section)

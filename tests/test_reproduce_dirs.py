@@ -16,7 +16,7 @@ from tinyinduction.cli import main
 from tinyinduction.experiments import heads as heads_experiment
 from tinyinduction.experiments import setups
 
-SHORT_QUICK_STEPS = 300      # the quick setting's 1,500 steps are not needed to test directories
+SHORT_QUICK_STEPS = 200      # the quick setting's 1,500 steps are not needed to test directories
 
 
 @pytest.fixture

@@ -78,6 +78,19 @@ def test_an_out_holding_another_grid_is_refused(tmp_path):
                  tmp_path, grid_name="first", log=quiet)
 
 
+def test_a_failing_run_stops_the_others_which_save(tmp_path):
+    """One run diverges: the other, far from done, stops between two steps and saves
+    (so nothing outlives the grid), then the divergence is reported."""
+    from tinyinduction.train import TrainingDiverged
+    diverging = RunSpec("diverges", MODEL, TASK, tiny(1, steps=50).train.replace(lr=1e12))
+    long = tiny(2, steps=5_000)           # ~10 s if nothing stopped it
+    with pytest.raises(TrainingDiverged):
+        run_grid([diverging, long], tmp_path / "grid", jobs=2, log=quiet)
+    record = json.loads((tmp_path / "grid" / "seed=2" / "run.json").read_text())
+    assert record["status"] == "interrupted" and "the failure of run diverges" in record["message"]
+    assert record["step"] < 5_000 and not (tmp_path / "grid" / "summary.json").exists()
+
+
 def test_grid_specs_expand():
     runs = expand({"name": "g", "preset": "small", "grid": {"task.n_labels": [5, 6], "train.seed": [1, 2]},
                    "clamps": ["match:head=1"]})

@@ -42,7 +42,8 @@ from .. import __version__
 from ..runs import (check_output_dir, describe_differences, identity_differences, to_jsonable,
                     write_atomic, write_json)
 from ..sweep import connect_scheduler, run_dir_name, run_grid
-from . import EXPERIMENTS
+from . import EXPERIMENTS, provenance
+from .provenance import finished_before, training_seconds
 
 PAPER_SEED = 5
 RECORD_FILE = "reproduce.json"
@@ -80,6 +81,7 @@ class Context:
     vocab: int | None = None       # olsson: the BPE's size (--vocab; default 1024)
     executor: Any = None           # a connected scheduler's executor (else scheduler/jobs decide)
     figure_files: list = field(default_factory=list)
+    runs: dict = field(default_factory=dict)    # "grid/name" -> {"reused", "train_seconds"}
 
     def train_runs(self, specs, grid: str | None = None) -> dict:
         """Train (or reuse) runs through the sweep runner; {name: sweep.RunSummary}.
@@ -89,8 +91,13 @@ class Context:
         """
         where = self.out / "runs" / grid if grid else self.out / "runs"
         label = f"reproduce {self.name}{' --quick' if self.quick else ''}" + (f" {grid}" if grid else "")
-        return run_grid(specs, where, jobs=self.jobs, scheduler=self.scheduler, grid_name=label,
-                        log=self.log, executor=self.executor)
+        reused = {spec.name: finished_before(where / spec.name, spec.train.steps) for spec in specs}
+        summaries = run_grid(specs, where, jobs=self.jobs, scheduler=self.scheduler, grid_name=label,
+                             log=self.log, executor=self.executor)
+        for name, summary in summaries.items():     # for results.json's meta (the results page)
+            self.runs[f"{grid}/{name}" if grid else name] = {
+                "reused": reused[name], "train_seconds": round(training_seconds(summary), 1)}
+        return summaries
 
     def figure_path(self, stem: str) -> Path:
         """Where to save figure `stem` (a PNG); remembered for results.json."""
@@ -250,6 +257,16 @@ def claim_out(out: Path, name: str, quick: bool, options: dict) -> dict:
     return record
 
 
+def _provenance(ctx, started_at, load_start) -> dict:
+    """When, where and on what code the experiment ran, and its runs (trained or reused)."""
+    return {"started": started_at, "jobs": ctx.jobs, "machine": provenance.machine(),
+            "load": {"start": load_start, "end": provenance.load_average()},
+            "commit": provenance.commit(),
+            "runs": {"count": len(ctx.runs), "reused": sum(r["reused"] for r in ctx.runs.values()),
+                     "train_seconds": round(sum(r["train_seconds"] for r in ctx.runs.values()), 1),
+                     "each": ctx.runs}}
+
+
 def run_experiment(name: str, seed: int | None = None, out=None, jobs: int = 1, quick: bool = False,
                    scheduler: str | None = None, figures=None, as_json: bool = False,
                    log=print, text: str | None = None, features: str | None = None, plain: bool = False,
@@ -283,7 +300,7 @@ def run_experiment(name: str, seed: int | None = None, out=None, jobs: int = 1, 
         ctx.executor = connect_scheduler(scheduler)
     # everything is checked: now DIR is this setting's
     write_json(out / RECORD_FILE, record, indent=1)
-    started = time.perf_counter()
+    started, started_at, load_start = time.perf_counter(), provenance.now(), provenance.load_average()
     setting_text = ctx.figure_note or "the paper's setting"
     log(f"reproduce {name} ({setting_text}): runs and results in {out}, figures in {figures}, "
         f"{jobs} job{'s' if jobs > 1 else ''}")
@@ -293,7 +310,8 @@ def run_experiment(name: str, seed: int | None = None, out=None, jobs: int = 1, 
                                            "features": features, "text": options["text"],
                                            **{k: options[k] for k in ("plain", "explore", "vocab") if k in options},
                                            "wall_seconds": round(wall, 1), "version": __version__,
-                                           "figures": ctx.figure_files}})
+                                           "figures": ctx.figure_files, **_provenance(ctx, started_at,
+                                                                                     load_start)}})
     write_json(out / "results.json", results, indent=1)
     rows = module.table(results)
     _write_text(out / "table.md", format_table(rows, markdown=True) + "\n")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from . import EXPERIMENTS
 
+ALL = "all"      # reproduce all: every experiment in turn, then the results page (report.py)
+
 
 def _positive_int(text):
     import argparse
@@ -24,9 +26,22 @@ def _where_options(parser):
 
 def cmd_reproduce(args) -> int:
     from .base import run_experiment
+    if args.name == ALL:
+        return _reproduce_all(args)
     run_experiment(args.name, seed=args.seed, out=args.out, jobs=args.jobs, quick=args.quick,
                    scheduler=args.scheduler, figures=args.figures, as_json=args.json, text=args.text,
                    features=args.features, plain=args.plain, explore=args.explore, vocab=args.vocab)
+    return 0
+
+
+def _reproduce_all(args) -> int:
+    from .report import run_all
+    given = [f"--{option}" for option in ("seed", "features", "figures", "text")
+             if getattr(args, option) is not None] + (["--json"] if args.json else [])
+    if given:
+        raise ValueError(f"reproduce all does not take {', '.join(given)} (it takes --jobs, --quick, "
+                         "--out, --scheduler): each experiment runs at its default setting")
+    run_all(jobs=args.jobs, quick=args.quick, out=args.out, scheduler=args.scheduler)
     return 0
 
 
@@ -52,17 +67,20 @@ def cmd_sweep(args) -> int:
 def add_parsers(sub) -> None:
     """Add the reproduce and sweep subcommands to cli.build_parser's subparsers."""
     p = sub.add_parser("reproduce", help="run a paper experiment: "
-                                         + ", ".join(EXPERIMENTS),
+                                         + ", ".join(EXPERIMENTS) + ", or all of them",
                        description="Reproduce a paper experiment: trains what it needs, writes "
                                    "results.json, figures and a table of our numbers next to the "
                                    "paper's. Experiments: " + "; ".join(
-                                       f"{k}: {v}" for k, v in EXPERIMENTS.items()))
-    p.add_argument("name", help="experiment: " + ", ".join(EXPERIMENTS))
+                                       f"{k}: {v}" for k, v in EXPERIMENTS.items())
+                                   + "; all: every experiment in turn, then the results page "
+                                     "(figures/README.md; with --quick or --out: DIR/REPORT.md)")
+    p.add_argument("name", help="experiment: " + ", ".join(EXPERIMENTS) + ", or all")
     p.add_argument("--seed", type=int, help="seed (default 5, the paper's main run; not for seeds)")
     p.add_argument("--features", help="few-shot experiments: the exemplar features (as train "
                                       "--features; default the setting's own)")
     p.add_argument("--out", help="runs and results (default runs/reproduce/NAME, plus _quick, "
-                                 "_seed=S, ... for a setting that is not the paper's)")
+                                 "_seed=S, ... for a setting that is not the paper's; with all: "
+                                 "DIR/NAME[_quick] and DIR/REPORT.md)")
     p.add_argument("--quick", action="store_true", help="a reduced setting for lessons and tests")
     p.add_argument("--json", action="store_true", help="print results.json on the last line")
     p.add_argument("--figures", help="figure directory (default figures/ for the paper's setting "

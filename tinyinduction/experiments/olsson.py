@@ -32,7 +32,7 @@ from .. import text_measures as tm
 from . import olsson_analysis as oa
 from .base import Row
 from .olsson_claims import all_claims
-from .olsson_report import report  # noqa: F401 (the results page's text)
+from .olsson_report import headline, report  # noqa: F401 (the results page's text)
 from .olsson_plain import read_outcome, run_single_runs, single_runs, single_runs_table
 from .olsson_common import (ICL_BAND, MODELS, SECOND_SEED, icl_on_all_windows, make_probes, over_training,
                             params_at, run_specs, setting, source_of, vocab_of)
@@ -40,7 +40,7 @@ from .olsson_common import (ICL_BAND, MODELS, SECOND_SEED, icl_on_all_windows, m
 NAME = "olsson"
 SUMMARY = "Olsson et al. 2022 on Python source (BPE): 1 vs 2 layers, smeared key, plain-text ICL, ablations"
 OPTIONS = ("seed", "text", "plain", "explore", "vocab")
-TITLE = "Olsson et al. 2022: induction heads and in-context learning on Python source"
+TITLE = "Olsson et al. 2022 on real text"
 FIGURES = {
     "olsson_training": "Columns: the models. Top: loss on plain held-out windows (dots) and on held-out windows "
                        "that repeat a span (grey line). Middle: the ICL score on plain held-out windows, ± one "

@@ -3,6 +3,7 @@ setting, Olsson et al.'s claims (ours, theirs, agrees?), the --plain and --explo
 outcomes. Every number is formatted from results.json; none is typed here."""
 from __future__ import annotations
 
+from .base import Row
 from .olsson_claims import all_claims
 
 
@@ -25,7 +26,9 @@ def setting_text(results) -> str:
         f"smeared key; {seeds}. Text: the Python standard library's source ({fp['files']} files, "
         f"{fp['characters']:,} characters; a fifth of the files held out: {fp['heldout_files']}), "
         f"as a byte-pair encoding of {t['vocab_size']:,} tokens learnt on the training files "
-        f"({t['chars_per_token']:.2f} characters per token on held-out files; UNK rate {t['unk_rate_heldout']:.1e}). "
+        f"({t['chars_per_token']:.2f} characters per token on held-out files; UNK rate {t['unk_rate_heldout']:.1e}; "
+        "the text, the tokenizer and the measures: [reference manual]"
+        "(tinyinduction/README.md#text-tasks-and-olsson-et-als-measures)). "
         f"Context {text['n_ctx']} tokens, batch {train['batch_size']}, Adam lr {train['lr']:g}, "
         f"{train['steps']:,} steps ({train['steps'] * train['batch_size'] * text['n_ctx'] / 1e6:.1f}M tokens), "
         f"a checkpoint every {train['checkpoint_every']}. **Deviation from the paper, kept and stated:** "
@@ -77,3 +80,21 @@ def report(results) -> str:
              "**Exploratory runs (`--explore`, seed 1)** that chose this setting, the failed ones included:",
              single_runs_text(results.get("exploration"), "explore")]
     return "\n\n".join(parts)
+
+
+def headline(results) -> list[Row]:
+    """The front page's rows: Olsson et al.'s central claim on plain held-out code."""
+    if "mode" in results or "2L" not in results.get("models", {}):
+        return []
+    m, a = results["models"]["2L"], results.get("ablation")
+    rows = [Row("a 2-layer model's ICL score on plain held-out code, minus a 1-layer model's (nats)",
+                f"{m['icl_diff_vs_1L']:+.3f} ± {m['icl_diff_vs_1L_sem']:.3f}", "about -0.4")]
+    if m.get("icl_change_at_phase_change") is not None:
+        rows.append(Row("the ICL score's change across the phase change (nats)",
+                        f"{m['icl_change_at_phase_change']:+.3f} ± {m['icl_change_at_phase_change_sem']:.3f}",
+                        "a sharp drop"))
+    if a:
+        rows.append(Row("ICL score with the induction heads ablated (clean -> ablated)",
+                        f"{a['clean_icl_score']:+.3f} -> {a['induction_heads_icl_score']:+.3f}",
+                        "most of the ICL score gone"))
+    return rows

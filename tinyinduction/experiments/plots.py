@@ -322,7 +322,8 @@ def seeds_figure(path, results, note=""):
                       fontsize=10)
     axes[1].set_xlabel("final induction strength of a layer-1 head")
     axes[1].set_ylabel("learning time of its run (steps)")
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if axes[1].collections:          # no seed learned: nothing to mark
+        axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return _save(fig, path)
 

@@ -11,7 +11,7 @@ steps), all together learn fastest (~0.27M = ~8,400 steps).
 from __future__ import annotations
 
 from ..sweep import RunSpec
-from .base import Row
+from .base import Row, format_value
 from .setups import setting
 
 NAME = "race"
@@ -76,3 +76,39 @@ def table(results) -> list[Row]:
             "> 1: all heads together learn fastest"),
         Row("alone-run length", results["steps_alone"], "", results["steps_rule"]),
     ]
+
+
+# ---------------------------------------------------------------- the results page (report.py)
+
+TITLE = "Heads race"
+FIGURES = {"race": "The loss of each layer-1 head trained alone, and of all heads together."}
+
+
+def _ratio(results):
+    lt = results["learning_time"]
+    learned = [v for k, v in lt.items() if k != "all" and v is not None]
+    return None if not learned or lt["all"] is None else min(learned) / lt["all"]
+
+
+def report(results) -> str:
+    lt = results["learning_time"]
+    alone = [v for k, v in lt.items() if k != "all"]
+    learned = [v for v in alone if v is not None]
+    ratio = _ratio(results)
+    paper_ratio = PAPER["alone"][0] / PAPER["all"]
+    verdict = ("as in the paper, all heads together learn fastest" if results["all_fastest"]
+               else "unlike the paper, a head alone learns as fast as all heads together or faster")
+    return (f"Each layer-1 head trained alone (the other heads' values zeroed all through "
+            f"training), and all heads together, seed {results['meta']['seed']}. All heads together "
+            f"cross 0.4 ln 2 at step {format_value(lt['all'])} (paper ~{PAPER['all']:,.0f}); each "
+            f"alone-run lasts {results['steps_alone']:,} steps: {results['steps_rule']}.\n\n"
+            f"{len(learned)} of {len(alone)} heads learn alone, at steps "
+            f"{format_value(sorted(learned)) if learned else '-'} (paper: all of them, "
+            f"~{PAPER['alone'][0]:,.0f}-{PAPER['alone'][1]:,.0f}); {verdict}: the fastest single "
+            f"head needs {format_value(ratio)} times as long as the whole layer (paper "
+            f"{paper_ratio:.2f}).")
+
+
+def headline(results) -> list[Row]:
+    return [Row("all heads together learn fastest: fastest head alone / all together (learning time)",
+                _ratio(results), f"{PAPER['alone'][0] / PAPER['all']:.2f}")]

@@ -15,7 +15,7 @@ from ..heads import induction_strength_on_train_set
 from ..subcircuits import only_head
 from ..sweep import RunSpec
 from ..train import evaluate, load_params
-from .base import Row
+from .base import Row, format_value
 from .heads import checkpoints
 from .setups import setting, task_of
 
@@ -79,3 +79,32 @@ def table(results) -> list[Row]:
         Row("corr(final induction strength, learning time)", results["corr_strength_learning_time"],
             "weak", "each head with its run's learning time"),
     ]
+
+
+# ---------------------------------------------------------------- the results page (report.py)
+
+TITLE = "Seeds"
+FIGURES = {"seeds": "Final induction strength of every layer-1 head of every seed against its "
+                    "single-head accuracy (left) and its run's learning time (right)."}
+
+
+def report(results) -> str:
+    times = [t for t in results["learning_time"] if t is not None]
+    acc, timing = results["corr_strength_acc"], results["corr_strength_learning_time"]
+    n_heads = sum(len(row) for row in results["final_induction_strength"])
+    verdict = ("as in the paper, a head's final induction strength predicts how well it does the "
+               "task alone much better than when its run learned"
+               if acc is not None and timing is not None and abs(acc) > abs(timing) else
+               "unlike the paper, strength does not predict single-head accuracy better than timing")
+    return (f"Seeds {format_value(results['seeds'])} of the same setting, unclamped: the final "
+            f"induction strength of each layer-1 head ({n_heads} heads) against its single-head "
+            "accuracy (every other layer-1 head's values ablated at evaluation) and against its "
+            f"run's learning time. The learning times span "
+            + (f"{min(times):,}-{max(times):,} steps" if times else "nothing (no run learned)")
+            + f"; {verdict} (r = {format_value(acc)} against r = {format_value(timing)}).")
+
+
+def headline(results) -> list[Row]:
+    return [Row("induction strength predicts single-head accuracy, not timing: correlation with "
+                "accuracy, with learning time",
+                [results["corr_strength_acc"], results["corr_strength_learning_time"]], "strong, weak")]

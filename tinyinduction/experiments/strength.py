@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ..subcircuits import condition_specs
 from ..sweep import RunSpec
-from .base import Row
+from .base import Row, format_value
 from .subcircuits import reference_heads
 
 NAME = "strength"
@@ -71,3 +71,49 @@ def table(results) -> list[Row]:
         rows.append(Row(f"affine s = {s:g} (paper's code): train / relabel loss", [train, relabel], "",
                         "not an attention pattern: a sign-flipped copy"))
     return rows
+
+
+# ---------------------------------------------------------------- the results page (report.py)
+
+TITLE = "Clamped strength"
+FIGURES = {"strength": "Train and relabel loss over training for each clamped induction strength."}
+
+
+def report(results) -> str:
+    rows = list(zip(results["induction_strength"], results["train_acc"], results["relabel_loss"],
+                    results["relabel_acc"]))
+    negative = [(s, acc, rl, racc) for s, acc, rl, racc in rows if s < 0]
+    zero = [results["train_loss"][i] for i, s in enumerate(results["induction_strength"]) if s == 0]
+    affine = results["affine"]
+    lines = [
+        f"Only the strongest layer-1 head active (L1H{results['induction_head'][1]}), its query row "
+        f"clamped all through training to induction strength 2s - 1, {results['steps']:,} steps "
+        "per run. The sweep's values are induction strengths, so every clamped row is a real "
+        "attention pattern (s in [0, 1]) and a negative strength is a head that looks more at the "
+        "wrong label. The paper's code also accepts s outside [0, 1], where the row is no longer a "
+        "distribution: those runs are reported apart (\"affine\").",
+        "",
+    ]
+    if negative:
+        lines.append("Negative strengths: " + "; ".join(
+            f"strength {s:g}: training accuracy {format_value(acc)}, relabel loss {format_value(rl)} "
+            f"(accuracy {format_value(racc)})" for s, acc, rl, racc in negative)
+            + ". The paper: they still fit the training data while the relabel loss explodes: a "
+            "head that points at the wrong label can be decoded through the label pairs seen in "
+            "training, which says nothing about new pairs.")
+    if zero:
+        lines.append(f"At strength 0 the head carries no information about which label is right: "
+                     f"train loss {format_value(zero[0])} (ln 2 = 0.693).")
+    lines.append("The affine rows: " + "; ".join(
+        f"s = {s:g}: train loss {format_value(t)}, relabel loss {format_value(r)}"
+        for s, t, r in zip(affine["s"], affine["train_loss"], affine["relabel_loss"]))
+        + ". s = -1 sends minus the correct label's value and twice the other's, a sign-flipped "
+        "copy that the output layer can invert.")
+    return "\n".join(lines)
+
+
+def headline(results) -> list[Row]:
+    i = results["induction_strength"].index(min(results["induction_strength"]))
+    return [Row(f"a negative clamped strength fits training, relabel explodes: strength "
+                f"{results['induction_strength'][i]:g}, train / relabel loss",
+                [results["train_loss"][i], results["relabel_loss"][i]], "fits, relabel explodes")]

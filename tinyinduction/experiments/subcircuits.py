@@ -23,7 +23,7 @@ from ..heads import identify_heads
 from ..subcircuits import CONDITIONS, condition_specs
 from ..sweep import RunSpec
 from ..train import load_params
-from .base import Row
+from .base import Row, format_value
 from .setups import setting, task_of
 
 NAME = "subcircuits"
@@ -130,3 +130,63 @@ def table(results) -> list[Row]:
                     f"L0H{results['previous_token_head'][1]}", "L2 head 3, L1 head 2",
                     "stand-in features; identified by rule"))
     return rows
+
+
+# ---------------------------------------------------------------- the results page (report.py)
+
+TITLE = "Subcircuits (Singh et al. Fig. 5b)"
+FIGURES = {"subcircuits": "Each condition against the unclamped one (grey), with the toy model "
+                          "fitted to it (dashed)."}
+NO_PLATEAU = ("B", "C", "A+C")      # the paper: no plateau, the loss falls like an exponential
+SHORTER = ("PT", "A")               # the paper: a shorter plateau, still sigmoidal
+
+
+def _interval(results) -> str:
+    steps = results["curves"]["none"]["step"]
+    return format_value(steps[1] - steps[0]) if len(steps) > 1 else "-"
+
+
+def _depth(results, name):
+    return results["toy_fit"][name].get("depth")
+
+
+def report(results) -> str:
+    plateau, lt = results["plateau_steps"], results["learning_time"]
+    ind, prev = results["induction_head"][1], results["previous_token_head"][1]
+    seed = results["meta"]["seed"]
+
+    def describe(name):
+        return (f"{name}: {plateau[name]:,} steps on the plateau, learning time "
+                f"{format_value(lt[name])}, toy fit D = {format_value(_depth(results, name))}")
+
+    lost = [n for n in NO_PLATEAU + SHORTER if plateau[n] < plateau["none"] / 3]
+    shorter = [n for n in SHORTER if plateau[n] < plateau["none"]]
+    none_fit = results["toy_fit"]["none"].get("rms_by_depth") or {}
+    lines = [
+        f"The strongest induction head and previous-token head of a seed-{seed} reference run "
+        f"(`identify_heads`: L1H{ind} and L0H{prev}), then {len(CONDITIONS)} runs of "
+        f"{results['steps']:,} steps, evaluated every {_interval(results)} steps, each with only that "
+        "induction head active (not in the copy conditions). Plateau: the steps spent within "
+        f"{PLATEAU_BAND} of ln 2 after the initial fall. Toy fit: the toy model of "
+        "`toy.fit_scalar_model` fitted from the end of the initial fall, the fewest factors D "
+        "that fit within 2 % of the best.",
+        "",
+        *[f"- {describe(name)} (paper: {PAPER_SHAPE[name]})" for name in CONDITIONS],
+        "",
+        f"Conditions that lose at least two thirds of the unclamped plateau: "
+        f"{', '.join(lost) or 'none'} (paper: {', '.join(NO_PLATEAU)}; {', '.join(SHORTER)} "
+        f"shorten it, ours: {', '.join(shorter) or 'neither'}). Each subcircuit given removes a "
+        "factor from the product that has to grow, so the toy needs fewer factors for the "
+        "clamped conditions."
+        + (" The unclamped curve's shape alone hardly tells D = 2 from D = 3 (rms "
+           + " and ".join(f"{none_fit[d]:.3g}" for d in sorted(none_fit)[1:]) + ")."
+           if len(none_fit) >= 3 else "")
+        + " A second seed: `python -m tinyinduction reproduce subcircuits --seed 6`.",
+    ]
+    return "\n".join(lines)
+
+
+def headline(results) -> list[Row]:
+    plateau = results["plateau_steps"]
+    return [Row("giving the match (B) or the copy (C) removes the plateau: plateau steps none / B / C",
+                [plateau["none"], plateau["B"], plateau["C"]], "plateau / none / none")]
