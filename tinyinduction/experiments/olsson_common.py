@@ -29,7 +29,7 @@ ICL_BAND = oa.ICL_BAND
 N_PROBE_SEQUENCES = 32           # prefix-matching and repeated-token sequences (paper: 10)
 HELDOUT_FRACTION = 0.2           # a fifth of the files: enough windows for standard errors <= 0.02
 STEPS, CHECKPOINT_EVERY = 10_000, 250   # exploration, seed 1: heads at steps 2,750-3,250; room for later seeds
-QUICK_STEPS = 800
+QUICK_VOCAB, QUICK_CTX, QUICK_BATCH, QUICK_STEPS, QUICK_EVERY = 256, 32, 32, 2500, 100
 N_ABLATION_WINDOWS = 4096        # the ablation's 2 + 15 passes per model on every window would take ~15 min
 
 
@@ -46,28 +46,30 @@ class Setting:
     n_trajectory_windows: int    # held-out windows every checkpoint is measured on
     second_seed: bool            # also train SECOND_SEED
     n_final_windows: int | None = None      # windows of the final scores (None: every one)
+    models: tuple = tuple(MODELS)           # which of MODELS to train
     n_ablation_windows: int | None = None   # windows of every ablation (None: every one)
 
 
-def setting(quick: bool, seed: int, source: str = "stdlib", vocab: int = 1024) -> Setting:
+def setting(quick: bool, seed: int, source: str = "stdlib", vocab: int | None = None) -> Setting:
     """The default and the --quick setting (the README's Olsson section says why).
 
-    default: BPE of `vocab` tokens, context 64 tokens (~180 characters), half the
+    default: BPE of `vocab` tokens (default 1,024), context 64 tokens (~180 characters), half the
         training windows repeat a span of real text, 4 heads of 16 per layer, d_model
         64, batch 16, Adam lr 3e-3, STEPS steps, a checkpoint every CHECKPOINT_EVERY;
         a fifth of the files held out (enough windows for standard errors <= 0.02).
-    quick:   the same network and text on a context of 32, 90% repeated windows,
-        batch 32: the 2-layer model forms its induction head within a minute or two,
-        for lessons and tests. Not compared with the paper.
+    quick:   the same network, text and share of repeated windows, with a BPE of 256
+        tokens (default), a context of 32, batch 32, QUICK_STEPS steps, 1 and 2 layers
+        only: for lessons and tests (the exploratory runs, `--explore`, show why). Not
+        compared with the paper.
     """
     text = TextConfig(source=source, n_ctx=64, eval_windows=64, repeat_fraction=0.5, tokenizer="bpe",
-                      vocab_size=vocab, heldout_fraction=HELDOUT_FRACTION)
+                      vocab_size=vocab or (QUICK_VOCAB if quick else 1024), heldout_fraction=HELDOUT_FRACTION)
     if quick:
-        return Setting(text.replace(n_ctx=32, repeat_fraction=0.9), n_heads=4, d_model=64, d_head=16,
-                       n_trajectory_windows=256, second_seed=False, n_final_windows=1024,
-                       n_ablation_windows=512,
-                       train=TrainConfig(seed=seed, steps=QUICK_STEPS, batch_size=32, lr=3e-3,
-                                         eval_every=50, checkpoint_every=50, log_every=0))
+        return Setting(text.replace(n_ctx=QUICK_CTX, repeat_fraction=0.5), n_heads=4, d_model=64, d_head=16,
+                       n_trajectory_windows=256, second_seed=False, n_final_windows=1024, n_ablation_windows=512,
+                       models=("1L", "2L"),
+                       train=TrainConfig(seed=seed, steps=QUICK_STEPS, batch_size=QUICK_BATCH, lr=3e-3,
+                                         eval_every=QUICK_EVERY, checkpoint_every=QUICK_EVERY, log_every=0))
     return Setting(text, n_heads=4, d_model=64, d_head=16, n_trajectory_windows=1024, second_seed=True,
                    n_ablation_windows=N_ABLATION_WINDOWS,
                    train=TrainConfig(seed=seed, steps=STEPS, batch_size=16, lr=3e-3,
@@ -83,7 +85,7 @@ def model_config(name: str, d_vocab: int, s: Setting) -> ModelConfig:
 
 
 def run_specs(s: Setting, d_vocab: int) -> list[RunSpec]:
-    specs = [RunSpec(name, model_config(name, d_vocab, s), s.text, s.train) for name in MODELS]
+    specs = [RunSpec(name, model_config(name, d_vocab, s), s.text, s.train) for name in s.models]
     if s.second_seed:
         specs.append(RunSpec(SECOND_SEED, model_config("2L", d_vocab, s), s.text,
                              s.train.replace(seed=s.train.seed + 1)))
@@ -211,6 +213,6 @@ def source_of(ctx) -> str:
     return getattr(ctx, "text", None) or "stdlib"
 
 
-def vocab_of(ctx) -> int:
-    """The BPE size of a reproduce context: --vocab N, or 1024."""
-    return getattr(ctx, "vocab", None) or 1024
+def vocab_of(ctx) -> int | None:
+    """The BPE size of a reproduce context: --vocab N, or None (the setting's own)."""
+    return getattr(ctx, "vocab", None)

@@ -73,7 +73,7 @@ EXPLORATION = (
 QUICK_EXPLORATION = (SingleRun("2L_V1024_T32_B16_r0.5", 16, 32, 200, 100, 0.5),)
 
 
-def single_runs(mode: str, quick: bool, seed: int, source: str = "stdlib", vocab: int = 1024) -> dict:
+def single_runs(mode: str, quick: bool, seed: int, source: str = "stdlib", vocab: int | None = None) -> dict:
     """{label: (SingleRun, olsson_common.Setting)} of mode "plain" or "explore"."""
     entries = {"plain": QUICK_PLAIN if quick else PLAIN,
                "explore": QUICK_EXPLORATION if quick else EXPLORATION}[mode]
