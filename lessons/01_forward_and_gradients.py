@@ -1,41 +1,48 @@
-"""Lesson 01: the forward pass, the cache, and a backward pass you write yourself.
+# %% [markdown]
+# # Lesson 01: the forward pass, the cache, and a backward pass you write yourself
+#
+# **Learning objectives.** After this lesson you can
+# - say what an induction head is, and which two heads in which layers form the circuit
+#   on the few-shot task;
+# - find every intermediate array of the forward pass in the cache by its
+#   TransformerLens name, and read its shape;
+# - write an ideal previous-token pattern, clamp a head to it, and predict what changes
+#   downstream;
+# - derive the backward pass of the softmax and of the attention scores in the
+#   TransformerLens layout [batch, pos, ...] and check it against finite differences;
+# - explain why the package computes the same numbers in another layout, and show that
+#   both agree.
+#
+# **Exercises.** `python -m tinyinduction.exercises 01` writes
+# `lessons/exercises/01_forward_and_gradients.py`, in which you write
+# `previous_token_target`, `softmax_backward_tl` and `attention_scores_backward_tl`; a
+# check under each says what is wrong or that it is right, and
+# `python -m tinyinduction.exercises check 01` checks all three at once.
+#
+# **Prints** the cache's names and shapes, a clamp's effect, the agreement of your
+# backward pass with the package's, and the finite-difference errors; **saves**
+# `figures/01_cache_patterns.png` and `figures/01_gradient_check.png`.
+# `TINYINDUCTION_QUICK=1` checks fewer gradient entries. Run time, prerequisites and the
+# papers: the course guide, `lessons/README.md`.
+#
+# **Predict first.** When a cell asks you to predict, write your prediction down, run
+# the cells that compute the result, then run the `reveal(...)` cell for the answer.
 
-Learning objectives. After this lesson you can
-- say what an induction head is, and which two heads in which layers form the circuit
-  on the few-shot task;
-- find every intermediate array of the forward pass in the cache by its
-  TransformerLens name, and read its shape;
-- write an ideal previous-token pattern, clamp a head to it, and predict what changes
-  downstream;
-- derive the backward pass of the softmax and of the attention scores in the
-  TransformerLens layout [batch, pos, ...] and check it against finite differences;
-- explain why the package computes the same numbers in another layout, and show that
-  both agree.
-
-Exercises: `python -m tinyinduction.exercises 01` writes
-lessons/exercises/01_forward_and_gradients.py, in which you write previous_token_target,
-softmax_backward_tl and attention_scores_backward_tl; a check under each says what is
-wrong or that it is right.
-
-Runs in a few seconds on a 2-core laptop (TINYINDUCTION_QUICK=1 checks fewer gradient
-entries). Prints the cache's names and shapes, a clamp's effect, the agreement of your
-backward pass with the package's, and the finite-difference errors; saves
-figures/01_cache_patterns.png and figures/01_gradient_check.png.
-"""
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 
 from tinyinduction import tl_layout
 from tinyinduction.clamp import previous_token_pattern
-from tinyinduction.config import ModelConfig, TaskConfig
-from tinyinduction.exercises import check, show_solution
+from tinyinduction.config import ModelConfig
+from tinyinduction.exercises import check, reveal, show_solution
 from tinyinduction.model import init_params, loss_and_grads, run_with_cache
-from tinyinduction.paths import figures_dir, quick_mode
+from tinyinduction.paths import figures_dir, lesson_root, quick_mode
 from tinyinduction.plots import add_attention_colorbar, fewshot_token_names, plot_patterns
-from tinyinduction.tasks.fewshot import FewShotTask
+from tinyinduction.tasks.fewshot import FewShotTask, TaskConfig
 
-FIGURES = figures_dir()
+ROOT = lesson_root()                  # the checkout this lesson is in, found from its own file
+FIGURES = figures_dir(root=ROOT)      # ROOT/figures
 QUICK = quick_mode()
 
 # %% [markdown]
@@ -102,12 +109,8 @@ for layer in (1, 0):
     print(f"layer {layer}: largest |d loss / d pattern| per query row:",
           ", ".join(f"{n} {v:.1e}" for n, v in zip(names, row_size)))
 
-# %% [markdown]
-# **Answer.** In layer 1 only the `xq` row is non-zero: nothing reads layer 1's output
-# at the other positions (there is no later layer, and the loss reads only `xq`). In
-# layer 0 every row can matter: layer 0's outputs at `x1 ... l2` become the keys and
-# values that layer 1's query reads. This is why the circuit needs two layers: only a
-# layer-0 head can prepare the label tokens for the query.
+# %%
+reveal("01.gradient-rows")
 
 # %% [markdown]
 # ## Exercise 1: an ideal previous-token pattern
@@ -137,10 +140,8 @@ print("layer 0 head 2 unchanged:", np.allclose(clamped["pattern", 0][:, 2], cach
 print("layer 1 patterns changed:", not np.allclose(clamped["pattern", 1], cache["pattern", 1]))
 print("logits changed:", not np.allclose(clamped["logits"], cache["logits"]))
 
-# %% [markdown]
-# **Answer.** Head 2 of layer 0 does not change: it is computed from the same input as
-# head 3, in parallel. Layer 1 and the logits change: head 3's new output enters the
-# residual stream, which layer 1's queries, keys and values read.
+# %%
+reveal("01.clamp-effects")
 
 # %%
 wide_batch = task.sample(np.random.default_rng(1), 256)      # a mean over many sequences
@@ -225,26 +226,25 @@ show_solution("attention_scores_backward_tl")  # SOLUTION
 n_positions = cache64["pattern", 0].shape[-1]
 mask = np.tril(np.ones((n_positions, n_positions), dtype=bool))      # [Tq, Tk], True = visible
 scale = 1.0 / np.sqrt(config.d_head)
+largest = 0.0
 for layer in range(config.n_layers):
     rot_q, rot_k = cache64["rot_q", layer], cache64["rot_k", layer]
     scores = tl_layout.attention_scores(rot_q, rot_k, scale, mask)
     dscores = softmax_backward_tl(cache64["pattern_grad", layer], cache64["pattern", layer])
     dq, dk = attention_scores_backward_tl(cache64["attn_scores_grad", layer], rot_q, rot_k, scale, mask)
     visible = np.broadcast_to(mask, scores.shape)           # -inf - (-inf) is not a number
+    differences = {"scores": np.abs(scores[visible] - cache64["attn_scores", layer][visible]).max(),
+                   "d scores": np.abs(dscores - cache64["attn_scores_grad", layer]).max(),
+                   "d rot_q": np.abs(dq - cache64["rot_q_grad", layer]).max(),
+                   "d rot_k": np.abs(dk - cache64["rot_k_grad", layer]).max()}
+    largest = max(largest, *differences.values())
     print(f"layer {layer}: largest difference from the package's "
-          f"scores {np.abs(scores[visible] - cache64['attn_scores', layer][visible]).max():.1e}, "
-          f"d scores {np.abs(dscores - cache64['attn_scores_grad', layer]).max():.1e}, "
-          f"d rot_q {np.abs(dq - cache64['rot_q_grad', layer]).max():.1e}, "
-          f"d rot_k {np.abs(dk - cache64['rot_k_grad', layer]).max():.1e}")
+          + ", ".join(f"{name} {value:.1e}" for name, value in differences.items()))
+
+# %%
+reveal("01.layouts-agree", largest=f"{largest:.0e}")
 
 # %% [markdown]
-# **Answer.** To rounding, about 1e-16 or less (0.0 where both add the same numbers in
-# the same order). It is the same arithmetic on the same numbers; the package only
-# stores them in another order and groups some sums differently for speed, so the last
-# bit can differ. Finite differences are an approximation (a step h of 1e-6 leaves
-# errors of 1e-10 and more), so they confirm a formula to a few digits only; an exact
-# formula agrees with the package's to the last digits.
-#
 # **Why the package uses another layout.** Inside `ops.py` the same arrays are stored
 # feature-major with the batch innermost: q, k, v as [d_head, pos, head, batch] and
 # patterns as [query_pos, key_pos, head, batch]. At this model's size (5 positions,
@@ -312,10 +312,8 @@ fig.tight_layout()
 fig.savefig(FIGURES / "01_gradient_check.png", dpi=110)
 plt.close(fig)
 
-# %% [markdown]
-# **Answer.** Mostly 1e-10 to 1e-7, up to ~1e-5 for the smallest gradients; not 1e-15,
-# and not the same everywhere. A central
-# difference has a truncation error of order h^2 and a rounding error of about
-# eps |L| / h = 2e-16 x 2.6 / 1e-6 ~ 5e-10 in absolute terms. Relative to a small
-# gradient that rounding error is larger, which is the dashed line on the right. A
-# wrong formula gives relative errors of 1e-2 to 1, far to the right of every bar.
+# %%
+reveal("01.finite-differences", median=f"{np.median(relative):.0e}",
+       low=f"{np.percentile(relative, 10):.0e}", high=f"{np.percentile(relative, 90):.0e}",
+       worst=f"{relative.max():.0e}", loss=f"{loss:.2f}",
+       rounding=f"{np.finfo(float).eps * abs(loss) / h:.0e}")

@@ -1,25 +1,27 @@
-"""Lesson 02: train a network, watch the plateau and the phase change, and say why.
+# %% [markdown]
+# # Lesson 02: train a network, watch the plateau and the phase change, and say why
+#
+# **Learning objectives.** After this lesson you can
+# - explain the induction circuit of the few-shot task in words and in a diagram;
+# - predict the loss levels of training and say why: ln 5 at the start, a plateau at
+#   ln 2, relabel loss above ln 2 on the plateau, then an abrupt drop;
+# - write two progress measures (induction strength, label -> exemplar attention) and
+#   watch them jump at the phase change;
+# - explain why, on this small preset, the loss on held-out classes rises after the drop
+#   while its accuracy improves.
+#
+# **Exercises.** `python -m tinyinduction.exercises 02` writes
+# `lessons/exercises/02_phase_change.py`, in which you write `induction_strength` and
+# `label_previous_token_score`; `python -m tinyinduction.exercises check 02` checks both.
+#
+# Uses the `small` preset (2 layers x 2 heads, 10 training classes, 2,000 steps);
+# `python -m tinyinduction demo` runs the paper's network. **Prints** the loss levels,
+# the measures and a summary; **saves** `figures/02_circuit.png`,
+# `figures/02_phase_change.png` and `figures/02_patterns_before_after.png`. The run's
+# checkpoints go to a temporary directory that the last cell deletes.
+# `TINYINDUCTION_QUICK=1` reads every second checkpoint. Run time, prerequisites and
+# the papers: the course guide, `lessons/README.md`.
 
-Learning objectives. After this lesson you can
-- explain the induction circuit of the few-shot task in words and in a diagram;
-- predict the loss levels of training and say why: ln 5 at the start, a plateau at
-  ln 2, relabel loss above ln 2 on the plateau, then an abrupt drop;
-- write two progress measures (induction strength, label -> exemplar attention) and
-  watch them jump at the phase change;
-- explain why, on this small preset, the loss on held-out classes rises after the drop
-  while its accuracy improves.
-
-Exercises: `python -m tinyinduction.exercises 02` writes
-lessons/exercises/02_phase_change.py, in which you write induction_strength and
-label_previous_token_score.
-
-Uses the `small` preset (2 layers x 2 heads, 10 training classes) so that it runs in
-20-35 seconds on a busy 2-core machine (TINYINDUCTION_QUICK=1 reads every second
-checkpoint); `python -m tinyinduction demo` runs the paper's network. Prints the loss
-levels, the measures and a summary; saves figures/02_circuit.png,
-figures/02_phase_change.png and figures/02_patterns_before_after.png. The run's
-checkpoints go to a temporary directory that the last cell deletes.
-"""
 # %%
 import math
 import shutil
@@ -28,18 +30,19 @@ import tempfile
 import matplotlib.pyplot as plt
 import numpy as np
 
-from tinyinduction.config import preset
+from tinyinduction.presets import preset
 from tinyinduction.demo import mean_patterns
-from tinyinduction.exercises import check
+from tinyinduction.exercises import check, reveal
 from tinyinduction.model import init_params, run_with_cache
-from tinyinduction.paths import figures_dir, quick_mode
+from tinyinduction.paths import figures_dir, lesson_root, quick_mode
 from tinyinduction.phases import PAPER_THRESHOLD, describe_history
 from tinyinduction.plots import (add_attention_colorbar, circuit_diagram, fewshot_token_names,
                                  legend_outside, plot_loss_history, plot_patterns, save_figure)
 from tinyinduction.tasks.fewshot import FewShotTask
 from tinyinduction.train import load_params, train
 
-FIGURES = figures_dir()
+ROOT = lesson_root()                  # the checkout this lesson is in, found from its own file
+FIGURES = figures_dir(root=ROOT)      # ROOT/figures
 QUICK = quick_mode()
 
 # %% [markdown]
@@ -96,24 +99,22 @@ check("label_previous_token_score", label_previous_token_score)
 # over what it can see (l1 sees x1 and itself; l2 sees x1 l1 x2 and itself)?
 
 # %%
-print("untrained: induction strength, layer 1 heads:",
-      induction_strength(untrained, eval_batch, 1).round(3))
-print("untrained: label -> exemplar attention, layer 0 heads:",
-      label_previous_token_score(untrained, 0).round(3))
+untrained_strength = induction_strength(untrained, eval_batch, 1)
+untrained_previous = label_previous_token_score(untrained, 0)
+print("untrained: induction strength, layer 1 heads:", untrained_strength.round(3))
+print("untrained: label -> exemplar attention, layer 0 heads:", untrained_previous.round(3))
+
+# %%
+reveal("02.untrained", strength=", ".join(f"{v:+.3f}" for v in untrained_strength),
+       previous=", ".join(f"{v:.3f}" for v in untrained_previous))
 
 # %% [markdown]
-# **Answer.** Induction strength near 0: an untrained head has no reason to prefer the
-# right label. Label -> exemplar attention near chance: l1 spreads over 2 tokens
-# (1/2 each) and l2 over 4 (1/4 each), so even attention gives (1/2 + 1/4) / 2 =
-# 0.375 on average; the untrained heads are close to it.
-#
 # ## Train
 # ### Predict first
-# The untrained network's loss is about 2.5: its arbitrary first guesses are worse than
-# a uniform guess over the 5 labels (ln 5 = 1.61), which it learns within a few dozen
-# steps. Before the circuit exists, the network can learn one more thing: the answer
-# is one of the two labels in the context. Where will the loss sit while it knows only
-# that?
+# An untrained network's arbitrary first guesses are worse than a uniform guess over
+# the 5 labels (loss ln 5 = 1.61), which it soon learns to beat. Before the
+# circuit exists, the network can learn one more thing: the answer is one of the two
+# labels in the context. Where will the loss sit while it knows only that?
 
 # %%
 run_dir = tempfile.mkdtemp(prefix="tinyinduction-lesson02-")
@@ -126,12 +127,10 @@ print(f"start {history['eval/train/loss'][0]:.2f} (uniform guess: ln 5 = {math.l
       f"{phase.plateau_level:.3f} (ln 2 = {math.log(2):.3f}) from step {phase.plateau_start:.0f} "
       f"to {phase.plateau_end:.0f}; loss below 0.4 ln 2 at step {phase.transition_time:.0f}")
 
+# %%
+reveal("02.plateau", start=f"{history['eval/train/loss'][0]:.2f}", level=f"{phase.plateau_level:.3f}")
+
 # %% [markdown]
-# **Answer.** At ln 2 = 0.693. Knowing only "one of the two context labels", the best
-# it can do is 1/2 on each, and the loss -ln(1/2) = ln 2. The cell below checks that
-# on the plateau the network really puts almost all probability on the two context
-# labels, split about evenly.
-#
 # ### Predict first
 # The relabel set uses label pairs that never appear together in training (the
 # classes and exemplars are the training ones). On the plateau, is its loss at ln 2,
@@ -152,22 +151,19 @@ def context_label_shares(params, batch):
     return on_context.sum(axis=1), on_context.max(axis=1) / on_context.sum(axis=1)
 
 
+on_plateau = {}
+index = int(np.argmin(np.abs(np.array(history["step"]) - plateau_step)))
 for name in ("train", "relabel"):
     mass, larger = context_label_shares(plateau_params, eval_sets[name])
-    index = int(np.argmin(np.abs(np.array(history["step"]) - plateau_step)))
-    print(f"step {plateau_step}, {name:8s}: loss {history[f'eval/{name}/loss'][index]:.3f}; "
-          f"probability on the two context labels {mass.mean():.3f}; "
-          f"larger share of the two {larger.mean():.2f}")
+    on_plateau[name] = (history[f"eval/{name}/loss"][index], mass.mean(), larger.mean())
+    print(f"step {plateau_step}, {name:8s}: loss {on_plateau[name][0]:.3f}; "
+          f"probability on the two context labels {on_plateau[name][1]:.3f}; "
+          f"larger share of the two {on_plateau[name][2]:.2f}")
 
-# %% [markdown]
-# **Answer.** Above ln 2. For label pairs seen in training the plateau network splits
-# about 50/50, the best it can do without the circuit. For a pair it never saw
-# together its split is lopsided (and a little probability leaks to labels not in the
-# context). A lopsided split costs more on average: with shares q and 1 - q, half the
-# time the right label gets q and half the time 1 - q, so the loss is
-# -(ln q + ln(1 - q)) / 2, which is ln 2 at q = 1/2 and larger everywhere else. Once
-# the circuit forms, the network reads the right label from the context, whatever the
-# pair, and the relabel loss falls too.
+# %%
+reveal("02.relabel", step=plateau_step, train_loss=f"{on_plateau['train'][0]:.3f}",
+       relabel_loss=f"{on_plateau['relabel'][0]:.3f}", train_larger=f"{on_plateau['train'][2]:.2f}",
+       relabel_larger=f"{on_plateau['relabel'][2]:.2f}", relabel_mass=f"{on_plateau['relabel'][1]:.3f}")
 
 # %% [markdown]
 # ## What the heads do, checkpoint by checkpoint
@@ -190,6 +186,22 @@ strength, label_to_exemplar = np.array(strength), np.array(label_to_exemplar)   
 print("final induction strength per layer-1 head:", strength[-1].round(2))
 print("final label -> exemplar attention per layer-0 head (mean of l1, l2):",
       label_to_exemplar[-1].mean(axis=0).round(2))
+
+
+def halfway_step(values):
+    """The first checkpoint at which a curve [S] is past half its way from start to end."""
+    half = (values[0] + values[-1]) / 2
+    past = values >= half if values[-1] >= values[0] else values <= half
+    return steps[int(np.argmax(past))]
+
+
+induction_head = int(np.argmax(strength[-1]))
+previous_head = int(np.argmax(label_to_exemplar[-1].mean(axis=0)))
+rise = {"induction": halfway_step(strength[:, induction_head]),
+        "previous": halfway_step(label_to_exemplar[:, :, previous_head].mean(axis=1))}
+print(f"halfway up: induction strength of layer-1 head {induction_head} at step {rise['induction']}, "
+      f"label -> exemplar attention of layer-0 head {previous_head} at step {rise['previous']} "
+      f"(checkpoints every {every} steps); loss below 0.4 ln 2 at step {phase.transition_time:.0f}")
 
 fig, (ax_loss, ax_strength, ax_prev) = plt.subplots(3, 1, figsize=(10, 10), sharex=True,
                                                      height_ratios=[1.3, 1, 1])
@@ -220,14 +232,11 @@ for ax in (ax_strength, ax_prev):
 fig.tight_layout()
 save_figure(fig, FIGURES / "02_phase_change.png")
 
+# %%
+reveal("02.together", induction=rise["induction"], previous=rise["previous"], every=every,
+       drop=f"{phase.transition_time:.0f}", induction_head=induction_head, previous_head=previous_head)
+
 # %% [markdown]
-# **Answer.** Together, within a few hundred steps of each other, at the drop. Neither
-# part helps the loss alone: a previous-token head is useless without a head that
-# reads it, and an induction head has nothing to match without the previous-token
-# head. So neither grows until both have started, which is what the plateau is (lesson
-# 04 makes this exact with a toy model). One head of each layer takes the job: the
-# purple line marks the drop.
-#
 # ## Attention patterns on the plateau and after the drop
 
 # %%
@@ -254,7 +263,6 @@ save_figure(fig, FIGURES / "02_patterns_before_after.png")
 # getting worse at new classes, i.e. is its accuracy falling?
 
 # %%
-index = int(np.argmin(np.abs(np.array(history["step"]) - plateau_step)))
 for name in ("train", "heldout_classes"):
     print(f"{name:16s} at step {history['step'][index]}: loss {history[f'eval/{name}/loss'][index]:.3f} "
           f"accuracy {history[f'eval/{name}/acc'][index]:.2f};  at step {history['step'][-1]}: "
@@ -269,14 +277,12 @@ wrong = log_probs.argmax(axis=1) != heldout.target
 print(f"held-out classes, step {train_config.steps}: loss on the sequences it gets right "
       f"{-right[~wrong].mean():.2f}, on the ones it gets wrong {-right[wrong].mean():.2f} nats")
 
-# %% [markdown]
-# **Answer.** No: its accuracy on held-out classes rises (from chance, 0.5, to about
-# 0.7). The loss rises because the network has become confident: the few sequences it
-# gets wrong, it gets wrong with probability near 1 on the other label, and each costs
-# several nats. Why wrong on new classes? The small preset trains on only 10 classes,
-# so the match step (query against keys) learns features that tell those 10 apart;
-# two exemplars of new classes can look alike in them. The paper's preset trains on 50
-# classes and its held-out loss falls with the others (see the README's demo).
+# %%
+reveal("02.heldout", plateau_acc=f"{history['eval/heldout_classes/acc'][index]:.2f}",
+       final_acc=f"{history['eval/heldout_classes/acc'][-1]:.2f}",
+       plateau_loss=f"{history['eval/heldout_classes/loss'][index]:.3f}",
+       final_loss=f"{history['eval/heldout_classes/loss'][-1]:.3f}",
+       wrong_share=f"{wrong.mean():.0%}", wrong_cost=f"{-right[wrong].mean():.1f}")
 
 # %%
 shutil.rmtree(run_dir, ignore_errors=True)   # the checkpoints were only needed above

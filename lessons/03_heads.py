@@ -1,28 +1,31 @@
-"""Lesson 03: which heads do what, found without looking.
+# %% [markdown]
+# # Lesson 03: which heads do what, found without looking
+#
+# **Learning objectives.** After this lesson you can
+# - score every head for the role it plays (previous-token score in layer 0, induction
+#   strength in layer 1) and pick the heads by a rule with a stated baseline;
+# - predict and explain what ablating heads does: one induction head is not missed
+#   (redundancy), and each head switched on lowers the loss further (additivity);
+# - read composition scores (Elhage et al.) off the weights alone, and see K-composition
+#   from the previous-token head into the induction heads;
+# - run the paper's wiring test: ablate layer-0 heads while keeping either the clean
+#   attention patterns (only value paths change) or the clean layer-1 values (only
+#   query/key paths change), and say which path needs the previous-token heads.
+#
+# **Exercises.** `python -m tinyinduction.exercises 03` writes `lessons/exercises/03_heads.py`,
+# in which you write `previous_token_head_score` and `composition_score`;
+# `python -m tinyinduction.exercises check 03` checks both.
+#
+# It analyses the paper-preset demo in `runs/demo` when there is a finished one
+# (`python -m tinyinduction demo`), otherwise it trains the quick setting (2 layers x 4
+# heads, d_model 32, 1,500 steps); `TINYINDUCTION_QUICK=1` always trains the quick
+# setting. Layers: ours start at 0; Singh et al. (2024) call our layer 0 "layer 1".
+# **Prints** the head scores, the ablation results and the wiring test; **saves**
+# `figures/03_heads_over_training.png`, `figures/03_ablations.png` and
+# `figures/03_composition.png`. `python -m tinyinduction reproduce heads` is the full
+# experiment at the paper's setting, with the paper's numbers beside ours. Run time,
+# prerequisites and the papers: the course guide, `lessons/README.md`.
 
-Learning objectives. After this lesson you can
-- score every head for the role it plays (previous-token score in layer 0, induction
-  strength in layer 1) and pick the heads by a rule with a stated baseline;
-- predict and explain what ablating heads does: one induction head is not missed
-  (redundancy), and each head switched on lowers the loss further (additivity);
-- read composition scores (Elhage et al.) off the weights alone, and see K-composition
-  from the previous-token head into the induction heads;
-- run the paper's wiring test: ablate layer-0 heads while keeping either the clean
-  attention patterns (only value paths change) or the clean layer-1 values (only
-  query/key paths change), and say which path needs the previous-token heads.
-
-Exercises: `python -m tinyinduction.exercises 03` writes lessons/exercises/03_heads.py,
-in which you write previous_token_head_score and composition_score.
-
-Runs in about 30 seconds on a 2-core laptop: it trains the quick setting (2 layers x 4
-heads, d_model 32, 1,500 steps) unless runs/demo holds a finished paper-preset demo
-(`python -m tinyinduction demo`), which it then analyses instead (about 2 minutes).
-TINYINDUCTION_QUICK=1 always trains the quick setting. Layers: ours start at 0; Singh et
-al. (2024) call our layer 0 "layer 1". Prints the head scores, the ablation results and
-the wiring test; saves figures/03_heads_over_training.png, figures/03_ablations.png and
-figures/03_composition.png. `python -m tinyinduction reproduce heads` is the full
-experiment at the paper's setting, with the paper's numbers beside ours.
-"""
 # %%
 import json
 import shutil
@@ -31,28 +34,29 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyinduction.config import ModelConfig, TaskConfig
-from tinyinduction.exercises import check
+from tinyinduction.config import ModelConfig
+from tinyinduction.exercises import check, reveal
 from tinyinduction.experiments import plots
 from tinyinduction.experiments.heads import checkpoints, over_training, redundancy, switch_on, wiring
 from tinyinduction.experiments.setups import setting
 from tinyinduction.heads import identify_heads
 from tinyinduction.measures import composition_scores, induction_strength
 from tinyinduction.model import run_with_cache
-from tinyinduction.paths import figures_dir, quick_mode, runs_dir
+from tinyinduction.paths import figures_dir, lesson_root, quick_mode, runs_dir
 from tinyinduction.phases import describe_history
 from tinyinduction.subcircuits import ablate_heads
-from tinyinduction.tasks.fewshot import FewShotTask
+from tinyinduction.tasks.fewshot import FewShotTask, TaskConfig
 from tinyinduction.train import evaluate, load_params, train
 
-FIGURES = figures_dir()
+ROOT = lesson_root()                  # the checkout this lesson is in, found from its own file
+FIGURES = figures_dir(root=ROOT)      # ROOT/figures
 
 # %% [markdown]
 # ## A trained network
-# The paper's demo run if there is one, otherwise a quick one (about 10 seconds).
+# The paper's demo run if there is one, otherwise a quick one.
 
 # %%
-demo = runs_dir() / "demo"
+demo = runs_dir(root=ROOT) / "demo"
 run_json = demo / "run.json"
 use_demo = not quick_mode() and run_json.exists() and json.loads(run_json.read_text()).get("status") == "finished"
 if use_demo:
@@ -104,10 +108,9 @@ print("previous-token heads:", roles.previous_token_heads, " induction heads:", 
 for kind, rule in roles.rules.items():
     print(f"  rule ({kind}): {rule}")
 
-# %% [markdown]
-# **Answer.** Usually several of each: nothing in training asks for one head per role,
-# and several heads start to move at once when the circuit forms. The figure shows them
-# rising together during the drop.
+# %%
+reveal("03.how-many", n_previous=len(roles.previous_token_heads), n_induction=len(roles.induction_heads),
+       n_heads=model_config.n_heads)
 
 # %%
 trajectory = over_training(run_dir, model_config, task, roles.strongest_induction_head[1],
@@ -132,15 +135,13 @@ print("accuracy with each head ablated:", np.round(ablations["ablate_one_acc"], 
 print("accuracy with only each head:   ", np.round(ablations["only_head_acc"], 3))
 print("loss as heads switch on, strongest first:", np.round(losses, 4))
 every_induction_head = [h for _, h in roles.induction_heads] or [strongest]
-print(f"accuracy with every induction head ablated: "
-      f"{evaluate(params, model_config, batch, ablate_heads(model_config, 1, every_induction_head))[1]:.3f}")
+every_ablated = evaluate(params, model_config, batch, ablate_heads(model_config, 1, every_induction_head))[1]
+print(f"accuracy with every induction head ablated: {every_ablated:.3f}")
 
-# %% [markdown]
-# **Answer.** Not at all, or barely: the other induction heads do the same job
-# (redundancy). Alone, the strongest head already does most of it, and weaker heads
-# alone do less; switched on one by one, each lowers the loss further (additivity):
-# their outputs add in the residual stream and each pushes the logit of the right label
-# up. Ablate every induction head and the accuracy falls to chance.
+# %%
+reveal("03.redundant", strongest=strongest, ablate_one=f"{ablations['ablate_one_acc'][strongest]:.3f}",
+       only_one=f"{ablations['only_head_acc'][strongest]:.3f}",
+       losses=", ".join(f"{v:.3f}" for v in losses), every_ablated=f"{every_ablated:.3f}")
 
 # %%
 results = {**ablations, "induction_strength": roles.induction_strength, "switch_on_loss": losses,
@@ -188,12 +189,12 @@ for name in ("previous_token_heads", "other_heads"):
     print(f"{name:21s} {w['heads'][name]}: accuracy with patterns kept "
           f"{w['pattern_preserving'][name]}, with layer-1 values kept {w['value_preserving'][name]}")
 
-# %% [markdown]
-# **Answer.** Values kept hurts: the previous-token heads matter through the query/key
-# path (the label's key must carry its exemplar), not through the values. With the
-# patterns kept, the previous-token heads can go. The other layer-0 heads are the
-# opposite: they matter for what the values carry. Several layer-0 heads feed several
-# layer-1 heads: a many-to-many wiring (Singh et al., finding 3).
+# %%
+reveal("03.wiring", heads=w["heads"]["previous_token_heads"],
+       patterns_kept=w["pattern_preserving"]["previous_token_heads"],
+       values_kept=w["value_preserving"]["previous_token_heads"],
+       other_patterns_kept=w["pattern_preserving"]["other_heads"],
+       other_values_kept=w["value_preserving"]["other_heads"])
 
 # %%
 if not use_demo:

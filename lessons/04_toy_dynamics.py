@@ -1,32 +1,33 @@
-"""Lesson 04: a toy model of why induction heads appear suddenly.
-
-Learning objectives. After this lesson you can
-- explain why a circuit whose parts only help together learns with a plateau and then
-  a sudden drop: with u = w_1 ... w_D, each factor's gradient is the product of the
-  others, so while all are small nothing moves;
-- write the gradient of the product model and the closed-form solution of its
-  gradient flow for D = 1 and 2, and check both against a numerical ODE solver;
-- predict how the plateau grows with the number of factors and with a smaller start,
-  and what clamping a factor at its target does (D = 3 -> 2 -> 1);
-- reproduce Singh et al.'s vector toy with clamping (their Fig. 5a);
-- fit the toy to a network's loss curve and say what such a fit can and cannot tell.
-
-Exercises: `python -m tinyinduction.exercises 04` writes
-lessons/exercises/04_toy_dynamics.py, in which you write product_gradient and
-closed_form_product (D = 1, 2).
-
-Runs in about 7 seconds on a busy 2-core machine (TINYINDUCTION_QUICK=1: coarser grids).
-Prints the closed-form vs solve_ivp errors, plateau lengths and transition times with
-0, 1, 2 clamps, the vector model's transition steps, the plateau-scaling slopes, and a
-toy fit. Figures: figures/toy_closed_vs_sim.png, toy_depth.png, toy_vector_clamps.png,
-toy_plateau_scaling.png, and toy_fit.png for a network run. Without a network run it
-fits a generated curve and writes figures/toy_fit_generated.png instead, titled
-"generated curve", so the network's figure is never replaced by a stand-in.
-
-Network run: give a history.json as the first argument or in the environment variable
-TINYINDUCTION_HISTORY (default: runs/demo/history.json of this checkout), e.g. after
-    python -m tinyinduction demo
-"""
+# %% [markdown]
+# # Lesson 04: a toy model of why induction heads appear suddenly
+#
+# **Learning objectives.** After this lesson you can
+# - explain why a circuit whose parts only help together learns with a plateau and then
+#   a sudden drop: with u = w_1 ... w_D, each factor's gradient is the product of the
+#   others, so while all are small nothing moves;
+# - write the gradient of the product model and the closed-form solution of its
+#   gradient flow for D = 1 and 2, and check both against a numerical ODE solver;
+# - predict how the plateau grows with the number of factors and with a smaller start,
+#   and what clamping a factor at its target does (D = 3 -> 2 -> 1);
+# - reproduce Singh et al.'s vector toy with clamping (their Fig. 5a);
+# - fit the toy to a network's loss curve and say what such a fit can and cannot tell.
+#
+# **Exercises.** `python -m tinyinduction.exercises 04` writes
+# `lessons/exercises/04_toy_dynamics.py`, in which you write `product_gradient` and
+# `closed_form_product` (D = 1, 2); `python -m tinyinduction.exercises check 04` checks both.
+#
+# **Prints** the closed-form vs solve_ivp errors, plateau lengths and transition times
+# with 0, 1, 2 clamps, the vector model's transition steps, the plateau-scaling slopes,
+# and a toy fit. **Saves** `figures/toy_closed_vs_sim.png`, `figures/toy_depth.png`,
+# `figures/toy_vector_clamps.png`, `figures/toy_plateau_scaling.png`, and
+# `figures/toy_fit.png` for a network run. Without a network run it fits a generated
+# curve and writes `figures/toy_fit_generated.png` instead, titled "generated curve", so
+# the network's figure is never replaced by a stand-in. `TINYINDUCTION_QUICK=1`: coarser
+# grids. Run time, prerequisites and the papers: the course guide, `lessons/README.md`.
+#
+# Network run: give a history.json as the first argument or in the environment variable
+# `TINYINDUCTION_HISTORY` (default: `runs/demo/history.json` of this checkout, written by
+# `python -m tinyinduction demo`).
 
 # %%
 import json
@@ -38,11 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from tinyinduction import toy
-from tinyinduction.exercises import check, show_solution
-from tinyinduction.paths import figures_dir, quick_mode, runs_dir
+from tinyinduction.exercises import check, reveal, show_solution
+from tinyinduction.paths import figures_dir, lesson_root, quick_mode, runs_dir
 from tinyinduction.phases import PAPER_THRESHOLD, describe_history, describe_phase_change
 
-FIGURES = figures_dir()
+ROOT = lesson_root()                  # the checkout this lesson is in, found from its own file
+FIGURES = figures_dir(root=ROOT)      # ROOT/figures
 QUICK = quick_mode()
 S, TAU, W0 = 1.0, 1.0, 0.1  # target product, time constant, initial factor: times in units of tau
 
@@ -67,11 +69,10 @@ check("product_gradient", product_gradient)
 small, large = product_gradient([0.01] * 3, S), product_gradient([0.5] * 3, S)
 print(f"gradient at w = 0.01: {small[0]:.2e}; at w = 0.5: {large[0]:.2e}; ratio {large[0] / small[0]:.0f}")
 
+# %%
+reveal("04.gradient", ratio=f"{large[0] / small[0]:,.0f}")
+
 # %% [markdown]
-# **Answer.** About 2,000 times smaller: dL/dw_i = -(s - u) times the product of the
-# *other* factors, 0.01 x 0.01 = 1e-4 against 0.5 x 0.5 = 0.25 (and s - u is close to
-# 1 for both). Each factor waits for the others to grow: that waiting is the plateau.
-#
 # ## Exercise 2: the closed forms
 # With all factors equal to w (balanced), every one follows tau dw/dt = w^(D-1) (s - w^D).
 # D = 1 is linear; for D = 2, u = w^2 follows the logistic equation
@@ -105,23 +106,22 @@ print("figure written to", toy.closed_vs_sim_figure(FIGURES / "toy_closed_vs_sim
 
 # %%
 t = np.concatenate(([0.0], np.geomspace(1e-2, 1500.0, 800 if QUICK else 3000)))  # log time axis
-losses = {}
+losses, transitions = {}, {}
 for depth in range(1, 6):
     u = toy.simulate_flow(t, [W0] * depth, S, TAU).prod(axis=1)
     losses[depth] = 0.5 * (S - u) ** 2
-    phase = describe_phase_change(t, losses[depth], plateau_level=losses[depth][0])
-    print(f"D={depth}: transition at t = {phase.transition_time:8.2f} tau")
+    transitions[depth] = describe_phase_change(t, losses[depth], plateau_level=losses[depth][0]).transition_time
+    print(f"D={depth}: transition at t = {transitions[depth]:8.2f} tau")
 lr = 0.05
 t_gd, W_gd = toy.gradient_descent([W0] * 3, S, lr, int(40 / lr), TAU)
 gd = (t_gd[20::40], 0.5 * (S - W_gd[20::40].prod(axis=1)) ** 2)
 print("figure written to", toy.depth_figure(FIGURES / "toy_depth.png", t, losses, gd, W0, lr))
 
+# %%
+reveal("04.depth", times=", ".join(f"{transitions[d]:.3g}" for d in range(1, 6)),
+       ratios=", ".join(f"{transitions[d + 1] / transitions[d]:.1f}" for d in range(1, 5)))
+
 # %% [markdown]
-# **Answer.** Much more than 2x each time: 0.46, 2.0, 8.9, 50 and 333 tau. Each extra
-# factor multiplies every gradient by one more small number. The drop also gets
-# sharper. The circles are discrete gradient descent (lr 0.05, time = steps x lr x tau):
-# they lie on the flow.
-#
 # ## Clamping in the toy world
 # ### Predict first
 # Clamp one of the D = 3 factors at its final value c = s^(1/3). What model do the two
@@ -135,12 +135,12 @@ for label in ("none", "one_clamp", "two_clamps"):
     print(f"  {label:<11} plateau {p['closed_form']:8.3f} (sim {p['simulation']:8.3f})"
           f"   transition {tr['closed_form']:8.3f} (sim {tr['simulation']:8.3f})")
 
+# %%
+plateau = {label: summary["plateau_length"][label]["closed_form"] for label in ("none", "one_clamp", "two_clamps")}
+reveal("04.clamping", none=f"{plateau['none']:.3g}", one=f"{plateau['one_clamp']:.3g}",
+       ratio=f"{plateau['none'] / plateau['one_clamp']:.0f}", two=f"{plateau['two_clamps']:.3g}")
+
 # %% [markdown]
-# **Answer.** A D = 2 model: L = c^2/2 (s' - w_2 w_3)^2 with s' = s^(2/3) and
-# tau' = tau / c^2 (`toy.clamped_model`). Its plateau is about ten times shorter; with
-# two clamps D = 1 is left and the plateau is gone (plain exponential decay). This is
-# the toy version of Singh et al.'s clamping experiments (lesson 05).
-#
 # The vector toy of Singh et al. (Fig. 5a): a, b, c in R^20 fitted to a* (x) b* (x) c*
 # by gradient descent (lr 1) from N(0, I); clamped vectors are reset to the truth after
 # every step.
@@ -152,7 +152,9 @@ histories = {label: toy.train_vector_model(truth, init, 1.0, 1000, clamp)
 for label, h in histories.items():
     loss = np.array(h["loss"])
     phase = describe_phase_change(h["step"], loss, plateau_level=loss[5:50].max())
-    print(f"  {label:<11} loss < 0.4 x plateau at step {phase.transition_time:7.1f}")
+    print(f"  {label:<11} loss < 0.4 x plateau at step {phase.transition_time:7.1f}; at the end: "
+          f"1 - cos^2(a, a*) {h['a/misalignment'][-1]:.1e}, loss with b, c set to the truth "
+          f"{h['a/loss_others_true'][-1]:.1e}")
 print("figure written to", toy.vector_clamps_figure(FIGURES / "toy_vector_clamps.png", histories))
 
 # %% [markdown]
@@ -176,11 +178,11 @@ print(f"D=2: d plateau / d ln(w0)      = {slope2:.3f} (theory -tau/s = -1: u0 = 
 print("figure written to",
       toy.plateau_scaling_figure(FIGURES / "toy_plateau_scaling.png", w0s, plateaus, S, TAU))
 
+# %%
+reveal("04.scaling", slope3=f"{slope3:.3f}", factor=f"{2 ** -slope3:.2f}", slope2=f"{slope2:.3f}",
+       added=f"{-slope2 * math.log(2):.2f}")
+
 # %% [markdown]
-# **Answer.** D = 3: it doubles (plateau ~ tau / (s w0), slope -1 on log-log axes).
-# D = 2: it grows by a constant, (tau/2s) ln 4 ~ 0.69 tau (plateau ~ (tau/2s) ln(1/u0)).
-# For small initialisations the deeper circuit's plateau dominates everything.
-#
 # ## The toy against the network
 # Fit loss ~ floor + height (1 - u/s) of the D = 1, 2, 3 toy to a network's train-set
 # loss after its fast initial fall (from the plateau start on). Floor and height are
@@ -190,7 +192,7 @@ print("figure written to",
 # Which D fits the network's drop best, and could the fit tell D = 2 from D = 3?
 
 # %%
-default_history = runs_dir() / "demo" / "history.json"
+default_history = runs_dir(root=ROOT) / "demo" / "history.json"
 in_notebook = "ipykernel" in sys.modules          # a kernel's argv is not ours
 arguments = [] if in_notebook else [a for a in sys.argv[1:] if not a.startswith("-")]
 path = Path(arguments[0] if arguments else os.environ.get("TINYINDUCTION_HISTORY", default_history))
@@ -223,12 +225,11 @@ print("rms by D: " + ", ".join(f"D={d}: {r:.4f}" for d, r in fit.rms_by_depth.it
 print("figure written to", toy.fit_figure(FIGURES / figure_name, x, loss, fits, fit.depth,
                                           fit.x_start, source, title))
 
+# %%
+reveal("04.fit-network" if figure_name == "toy_fit.png" else "04.fit-generated",
+       source=source, best=fit.depth, rms=", ".join(f"D = {d}: {r:.4f}" for d, r in fit.rms_by_depth.items()))
+
 # %% [markdown]
-# **Answer** (for the demo run, paper preset, seed 5): D = 2 and D = 3 both fit well
-# (rms about 0.010 and 0.011) and D = 1 does not (about 0.14): the drop is sigmoidal,
-# but its shape alone cannot tell two factors from three. Clamping can: removing a
-# part shortens the plateau by a factor that depends on D (lesson 05).
-#
 # What the toy does not model: the network's fast initial fall to ln 2, the slow creep
 # along the plateau, noise, Adam, interactions between heads, or which head plays which
 # factor. Its tau and w0 are fitted numbers, not predictions, and s cannot be

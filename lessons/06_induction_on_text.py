@@ -1,30 +1,32 @@
-"""Lesson 06: induction heads on real text (Olsson et al. 2022), on Python's own source.
+# %% [markdown]
+# # Lesson 06: induction heads on real text (Olsson et al. 2022), on Python's own source
+#
+# **Learning objectives.** After this lesson you can
+# - turn a directory of text into a character vocabulary, a train/held-out split by file
+#   and windows a token model trains on (tasks/text.py);
+# - say, with numbers measured on the text itself, when copying from context helps: an
+#   induction head copies the character after an earlier copy of the current one, and on
+#   plain Python source that is right less often than a bigram table already is;
+# - find induction heads without looking, by Olsson et al.'s prefix-matching score
+#   (you write it: the exercise), and watch them appear in a phase change;
+# - read one head completing a repeated identifier in real code, off its attention;
+# - compute the in-context-learning (ICL) score, before and after the phase change.
+#
+# **Exercise.** `python -m tinyinduction.exercises 06` writes
+# `lessons/exercises/06_induction_on_text.py`, in which you write `prefix_matching_score`;
+# `python -m tinyinduction.exercises check 06` checks it.
+#
+# It reads the 2-layer run of `python -m tinyinduction reproduce olsson` if that has
+# run, otherwise it trains the same 2-layer model (4 heads, d_model 64, context 64,
+# 4,000 steps of 16 windows). `TINYINDUCTION_QUICK=1` trains 300 steps of the quick
+# setting (context 32), too short for induction heads: it only shows that every cell
+# runs. **Prints** the corpus fingerprint, the copying-vs-bigram accuracies, the
+# prefix-matching scores, the phase change, the model's completion of a held-out line and
+# the ICL score before and after; **saves** `figures/06_prefix_matching.png`,
+# `figures/06_attention_on_code.png` and `figures/06_icl_before_after.png`. Layers are
+# 0-indexed (the paper's layer 1 is our 0). Run time, prerequisites and the papers: the
+# course guide, `lessons/README.md`.
 
-Learning objectives. After this lesson you can
-- turn a directory of text into a character vocabulary, a train/held-out split by file
-  and windows a token model trains on (tasks/text.py);
-- say, with numbers measured on the text itself, when copying from context helps: an
-  induction head copies the character after an earlier copy of the current one, and on
-  plain Python source that is right less often than a bigram table already is;
-- find induction heads without looking, by Olsson et al.'s prefix-matching score
-  (you write it: the exercise), and watch them appear in a phase change;
-- read one head completing a repeated identifier in real code, off its attention;
-- compute the in-context-learning (ICL) score, before and after the phase change.
-
-Exercise: `python -m tinyinduction.exercises 06` writes lessons/exercises/06_induction_on_text.py,
-in which you write prefix_matching_score.
-
-Time on a 2-core laptop: about 15 seconds if `python -m tinyinduction reproduce olsson`
-has run (the lesson reads its 2-layer run), otherwise about 2 minutes to train the same
-2-layer model (4 heads, d_model 64, context 64, 4,000 steps of 16 windows; 107 s here
-while another job used both cores).
-TINYINDUCTION_QUICK=1 trains 300 steps of the quick setting (context 32; ~15 s; too
-short for induction heads: it only shows that every cell runs).
-Prints the corpus fingerprint, the copying-vs-bigram accuracies, the prefix-matching
-scores, the phase change, the model's completion of a held-out line and the ICL score
-before and after; saves figures/06_prefix_matching.png, figures/06_attention_on_code.png
-and figures/06_icl_before_after.png. Layers are 0-indexed (the paper's layer 1 is our 0).
-"""
 # %%
 import json
 from pathlib import Path
@@ -33,14 +35,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tinyinduction import text_measures as tm
-from tinyinduction.exercises import check
+from tinyinduction.exercises import check, reveal
 from tinyinduction.experiments.olsson import (checkpoints, make_probes, model_config, over_training,
                                               phase_change_step, setting)
 from tinyinduction.model import TokenBatch, run_with_cache
-from tinyinduction.paths import figures_dir, quick_mode, runs_dir
+from tinyinduction.paths import figures_dir, lesson_root, quick_mode, runs_dir
 from tinyinduction.train import load_params, train
 
-FIGURES = figures_dir()
+ROOT = lesson_root()                  # the checkout this lesson is in, found from its own file
+FIGURES = figures_dir(root=ROOT)      # ROOT/figures
 QUICK = quick_mode()
 
 # %% [markdown]
@@ -85,13 +88,8 @@ for tokens, targets in zip(plain.tokens, plain.targets):
 print(f"at {total} positions whose character occurred earlier in the window: copying is right "
       f"{copy_right / total:.0%} of the time, the bigram table {bigram_right / total:.0%}")
 
-# %% [markdown]
-# **Answer.** The bigram table, narrowly: one character is too little to match on, so an
-# induction head would only add noise, and a small model trained on plain Python source
-# for minutes does not grow one (the `2L_plain_text` control of `reproduce olsson`).
-# Olsson et al.'s tokens are whole words, and their models saw billions of them. So
-# here half of the training windows repeat a span of real text (`repeat_fraction=0.5`):
-# in those, copying is always right. The ICL score is still measured on plain windows.
+# %%
+reveal("06.copying", copying=f"{copy_right / total:.0%}", bigram=f"{bigram_right / total:.0%}")
 
 # %%
 print(f"training windows: {s.text.repeat_fraction:.0%} repeat a span, e.g.",
@@ -115,13 +113,13 @@ check("prefix_matching_score", prefix_matching_score)
 
 # %%
 config = model_config("2L", task.d_vocab, s)
-experiment_run = runs_dir() / "reproduce" / ("olsson_quick" if QUICK else "olsson") / "runs" / "2L"
+experiment_run = runs_dir(root=ROOT) / "reproduce" / ("olsson_quick" if QUICK else "olsson") / "runs" / "2L"
 record = experiment_run / "run.json"
 if record.exists() and json.loads(record.read_text()).get("status") == "finished":
     run_dir = experiment_run
     print(f"reading the experiment's run in {run_dir}")
 else:
-    run_dir = runs_dir() / ("lesson06_quick" if QUICK else "lesson06")
+    run_dir = runs_dir(root=ROOT) / ("lesson06_quick" if QUICK else "lesson06")
     steps = 300 if QUICK else s.train.steps      # quick: just enough to run every cell
     print(f"training {steps} steps into {run_dir} (resumed or reused if it is there)")
     train(config, s.text, s.train.replace(steps=steps, log_every=1000), out_dir=run_dir, task=task,
@@ -200,12 +198,10 @@ fig.colorbar(image, ax=ax, fraction=0.046, label="attention")
 fig.tight_layout()
 fig.savefig(FIGURES / "06_attention_on_code.png", dpi=110)
 
+# %%
+reveal("06.returncode")
+
 # %% [markdown]
-# **Answer.** The rows of the second `returncode`: each attends one step to the right
-# of its own character in the first `returncode` (a diagonal just right of the
-# repeated block), which is the character to copy. The first `returncode` has nothing
-# earlier to copy from.
-#
 # ## The ICL score before and after the phase change
 # Olsson's ICL score: the loss at token 500 minus the loss at token 50 of a 512-token
 # context. Scaled to our context (here 64: positions 61 and 5, each averaged over +-2

@@ -1,6 +1,6 @@
 """Shared by the tests of training runs (test_train, test_runs, test_stops,
 test_background_evaluation)."""
-from tinyinduction.config import preset
+from tinyinduction.presets import preset
 
 
 def quiet(*args):

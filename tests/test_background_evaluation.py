@@ -9,12 +9,12 @@ import pytest
 from tinyinduction import evaluation
 from tinyinduction import train as train_module
 from tinyinduction.checkpoint import load_checkpoint
-from tinyinduction.config import preset
+from tinyinduction.presets import preset
 from tinyinduction.evaluation import (BackgroundEvaluationFailed, BackgroundEvaluator,
                                       background_evaluation_unavailable, evaluate_all)
 from tinyinduction.model import init_params
 from tinyinduction.optim import flatten_params
-from tinyinduction.runs import load_history
+from tinyinduction.jsonio import load_history
 from tinyinduction.tasks.fewshot import FewShotTask
 from tinyinduction.train import train
 

@@ -29,61 +29,114 @@ def test_check_passes_on_the_package_solution(name):
     assert "correct on all" in str(result)
 
 
-def _first_output(exercise):
-    case = exercise.cases()[0]
-    return case, exercise.solution(*case.args, **case.kwargs)
+def _raises_in_the_students_code(*args, **kwargs):
+    value = float(len(args))
+    return value[0]          # TypeError: 'float' object is not subscriptable
 
 
-def _generic_wrong_answers(exercise):
-    """Wrong functions built from the solution: zeros, scaled, one element off, wrong shape."""
+def _transform(solution, change):
+    """A wrong answer: the solution's (first) output changed by `change`."""
+    def wrong(*args, **kwargs):
+        out = solution(*args, **kwargs)
+        if isinstance(out, tuple):
+            return (change(np.asarray(out[0], dtype=float)),) + tuple(out[1:])
+        return change(np.asarray(out, dtype=float))
+    return wrong
+
+
+def _one_element_off(x):
+    x = x.copy()
+    x.reshape(-1)[x.size // 2] += 1e-3 * (1 + abs(x.reshape(-1)[x.size // 2]))
+    return x
+
+
+def _in_place(solution):
+    """A wrong answer: right output, but it writes into its first array argument."""
+    def wrong(*args, **kwargs):
+        out = solution(*args, **kwargs)
+        first = next(a for a in args if isinstance(a, np.ndarray) and a.flags.writeable and a.size)
+        first.reshape(-1)[0] += 1.0
+        return out
+    return wrong
+
+
+def _generic_mistakes(exercise):
+    """{description: (wrong function, words its message must contain)}: the mistakes of
+    the issue's list that apply to every exercise."""
     solution = exercise.solution
-
-    def transform(change):
-        def wrong(*args, **kwargs):
-            out = solution(*args, **kwargs)
-            if isinstance(out, tuple):
-                return (change(np.asarray(out[0], dtype=float)),) + tuple(out[1:])
-            return change(np.asarray(out, dtype=float))
-        return wrong
-
-    def one_element_off(x):
-        x = x.copy()
-        x.reshape(-1)[x.size // 2] += 1e-3 * (1 + abs(x.reshape(-1)[x.size // 2]))
-        return x
-
-    return {
-        "returns None": lambda *a, **k: None,
-        "raises NotImplementedError": lambda *a, **k: (_ for _ in ()).throw(NotImplementedError("todo")),
-        "zeros": transform(np.zeros_like),
-        "scaled by 1.1": transform(lambda x: 1.1 * x),
-        "one element off": transform(one_element_off),
-        "an extra axis": transform(lambda x: x[None]),
+    case = exercise.cases()[0]
+    first = solution(*case.args, **case.kwargs)
+    first = np.asarray(first[0] if isinstance(first, tuple) else first, dtype=float)
+    mistakes = {
+        "returns None": (lambda *a, **k: None, "returned None"),
+        "raises NotImplementedError (an untouched stub)":
+            (lambda *a, **k: (_ for _ in ()).throw(NotImplementedError("todo")), "not done yet"),
+        "raises in the student's own code": (_raises_in_the_students_code, "return value[0]"),
+        "zeros": (_transform(solution, np.zeros_like), "not right yet"),
+        "the opposite sign": (_transform(solution, np.negative), "opposite sign"),
+        "a missing factor of 1.41": (_transform(solution, lambda x: np.sqrt(2) * x), "times 1.41421"),
+        "one element off": (_transform(solution, _one_element_off), "but should be"),
+        "an extra axis": (_transform(solution, lambda x: x[None]), "shape"),
     }
+    if first.ndim >= 2 and first.shape[-1] == first.shape[-2]:
+        mistakes["the last two axes transposed"] = (
+            _transform(solution, lambda x: np.swapaxes(x, -1, -2)), "axes in the order")
+    if any(isinstance(a, np.ndarray) and a.flags.writeable and a.size for a in case.args):
+        mistakes["changes its input in place"] = (_in_place(solution), "in place")
+    return mistakes
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_check_fails_on_empty_and_generic_wrong_functions(name):
+def test_check_refuses_generic_mistakes_and_names_them(name):
     exercise = EXERCISES[name]
-    for description, wrong in _generic_wrong_answers(exercise).items():
+    for description, (wrong, words) in _generic_mistakes(exercise).items():
         result = exercise.run(wrong)
         assert not result.passed, f"{name}: the check accepted a function that {description}"
-        text = str(result)
-        assert "not right yet" in text
-        if description == "returns None":
-            assert "returned None" in text
-        if description == "raises NotImplementedError":
-            assert "raised NotImplementedError: todo" in text
-        if description == "an extra axis":
-            assert "shape" in text
+        assert words in str(result), f"{name}, {description}: {words!r} not in\n{result}"
+
+
+def test_a_raising_function_shows_the_students_lines_not_the_checkers():
+    text = str(EXERCISES["softmax_backward_tl"].run(_raises_in_the_students_code))
+    assert "raised TypeError: 'float' object is not subscriptable" in text
+    assert f'File "{__file__}"' in text and "in _raises_in_the_students_code" in text
+    assert "return value[0]" in text
+    assert "core.py" not in text
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_check_fails_on_each_typical_mistake(name):
+def test_check_refuses_each_typical_mistake_with_a_message_that_names_it(name):
     exercise = EXERCISES[name]
-    assert exercise.wrong_answers, f"{name} lists no typical mistakes"
-    for description, wrong in exercise.wrong_answers:
-        result = exercise.run(wrong)
-        assert not result.passed, f"{name}: the check accepted the mistake {description!r}"
+    assert len(exercise.wrong_answers) >= 2, f"{name} lists fewer than 2 typical mistakes"
+    for mistake in exercise.wrong_answers:
+        result = exercise.run(mistake.function)
+        assert not result.passed, f"{name}: the check accepted the mistake {mistake.description!r}"
+        assert mistake.words in str(result), \
+            f"{name}: the message for {mistake.description!r} does not say {mistake.words!r}:\n{result}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cases_vary_the_sizes_so_a_hard_coded_size_fails(name):
+    sizes = [case.sizes for case in EXERCISES[name].cases() if case.sizes]
+    if name == "prefix_matching_score":      # lesson 06 (issue 15) varies L and the copies instead
+        return
+    assert sizes, f"{name}: no case says its sizes"
+    varied = {key for key in sizes[0] if len({s.get(key) for s in sizes}) > 1}
+    assert varied, f"{name}: every case has the same sizes {sizes[0]}"
+
+
+@pytest.mark.parametrize("name", ["induction_strength", "label_previous_token_score",
+                                  "previous_token_head_score", "match_target"])
+def test_exercises_about_context_pairs_have_a_case_with_three(name):
+    assert any(case.sizes.get("C") == 3 for case in EXERCISES[name].cases())
+
+
+def test_the_issue_example_hard_coded_label_positions_is_refused_and_named():
+    def hard_coded(cache, layer):
+        return cache["pattern", layer][:, :, [1, 3], [0, 2]].mean(axis=(0, 2))
+
+    text = str(EXERCISES["label_previous_token_score"].run(hard_coded))
+    assert "not right yet" in text and "C=3 pairs" in text
+    assert "only work for C = 2" in text
 
 
 def test_failure_message_names_element_right_value_and_distance():
@@ -218,19 +271,46 @@ def test_exercise_version_replaces_solution_lines_by_a_stub(tmp_path, monkeypatc
         exercise_version(LESSON_04.replace("from tinyinduction.toy", "    from tinyinduction.toy"), "04")
 
 
-def test_command_line_writes_keeps_student_work_and_lists(tmp_path, capsys):
+LESSON_05 = '''"""Another lesson."""
+# %%
+from tinyinduction.exercises import check
+# %%
+# EXERCISE: match_target
+from tinyinduction.subcircuits import match_target  # SOLUTION
+check("match_target", match_target)
+# %%
+# EXERCISE: shift_middle_backward
+from tinyinduction.subcircuits import shift_middle_backward  # SOLUTION
+check("shift_middle_backward", shift_middle_backward)
+'''
+
+
+def _lessons(tmp_path):
     lessons = tmp_path / "lessons"
     lessons.mkdir()
     (lessons / "04_toy.py").write_text(LESSON_04)
+    (lessons / "05_clamps.py").write_text(LESSON_05)
+    return lessons
+
+
+def test_command_line_writes_keeps_student_work_and_lists(tmp_path, capsys):
+    lessons = _lessons(tmp_path)
     out = tmp_path / "exercises"
     args = ["04", "--lessons-dir", str(lessons), "--out", str(out)]
     assert main(args) == 0
     written = out / "04_toy.py"
     assert "def closed_form_product(t, depth, s, w0, tau):" in written.read_text()
+    assert "python -m tinyinduction.exercises check 04" in written.read_text()
     written.write_text("my work")
     assert main(args) == 2
-    assert "exists (your work?); it is kept" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert f"kept {written} (your work" in captured.out and "exist and were kept" in captured.err
     assert written.read_text() == "my work"
+    # --all writes the missing files and keeps the existing ones
+    assert main(["--all", "--lessons-dir", str(lessons), "--out", str(out)]) == 0
+    captured = capsys.readouterr().out
+    assert f"kept {written}" in captured and f"wrote {out / '05_clamps.py'}" in captured
+    assert written.read_text() == "my work" and "def match_target" in (out / "05_clamps.py").read_text()
     assert main(args + ["--force"]) == 0
     assert (out / "04_toy.py.1.bak").read_text() == "my work"
     assert main(["--list"]) == 0
@@ -241,5 +321,129 @@ def test_command_line_writes_keeps_student_work_and_lists(tmp_path, capsys):
     assert "lesson '07' has no exercises" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["01", "--solution", "product_gradient"], "drop lesson numbers 01"),
+    (["--all", "--solution", "product_gradient"], "drop --all"),
+    (["--list", "--solution", "product_gradient"], "drop --list"),
+    (["--all", "01"], "lesson numbers or --all, not both"),
+])
+def test_command_line_refuses_options_it_would_ignore(argv, words, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert words in captured.err and len(captured.err.strip().splitlines()) == 1 and not captured.out
+
+
+# ---------------------------------------------------------------- checking a whole exercise file
+
+RIGHT_04 = '''
+import numpy as np
+
+
+def product_gradient(w, s):
+    w = np.asarray(w, dtype=float)
+    others = np.array([np.prod(np.delete(w, i)) for i in range(w.size)])
+    return -(s - np.prod(w)) * others
+
+
+def closed_form_product(t, depth, s, w0, tau):
+    t = np.asarray(t, dtype=float)
+    if depth == 1:
+        return s + (w0 - s) * np.exp(-t / tau)
+    u0 = w0 ** 2
+    return s * u0 / (u0 + (s - u0) * np.exp(-2 * s * t / tau))
+'''
+
+
+def _check(tmp_path, capsys, text, *extra):
+    path = tmp_path / "student_04.py"
+    path.write_text(text)
+    status = main(["check", "04", str(path), *extra])
+    return status, capsys.readouterr()
+
+
+def test_check_command_on_a_correct_file(tmp_path, capsys):
+    # a cell that trains would take minutes: `check` must not run it
+    text = RIGHT_04 + "\nraise RuntimeError('the cells ran')\n"
+    status, out = _check(tmp_path, capsys, text)
+    assert status == 0, out.out + out.err
+    assert "2 of 2 exercises correct" in out.out
+    assert [line.split() for line in out.out.splitlines()[-2:]] == [["product_gradient", "correct"],
+                                                                     ["closed_form_product", "correct"]]
+
+
+def test_check_command_on_a_wrong_file_and_one_that_raises(tmp_path, capsys):
+    text = RIGHT_04.replace("-(s - np.prod(w)) * others", "(s - np.prod(w)) * others").replace(
+        "    u0 = w0 ** 2\n", "    u0 = w0[0] ** 2\n")
+    status, out = _check(tmp_path, capsys, text)
+    assert status == 1
+    assert "0 of 2 exercises correct" in out.out
+    assert "it is the right answer with the opposite sign" in out.out
+    line = 1 + text.splitlines().index("    u0 = w0[0] ** 2")
+    assert f'File "{tmp_path / "student_04.py"}", line {line}, in closed_form_product' in out.out
+    assert "u0 = w0[0] ** 2" in out.out and "core.py" not in out.out
+    assert out.out.splitlines()[-2].split()[1:] == ["not", "right", "yet"]
+    status, out = _check(tmp_path, capsys, text, "--brief")
+    assert status == 1 and "opposite sign" not in out.out and "not right yet" in out.out
+
+
+def test_check_command_on_an_unmodified_exercise_file_says_not_done_yet(tmp_path, capsys):
+    import time
+    text = exercise_version(LESSON_04, "04")
+    started = time.perf_counter()
+    status, out = _check(tmp_path, capsys, text)
+    assert status == 1
+    assert out.out.count("not done yet") >= 2
+    assert [line.split(maxsplit=1) for line in out.out.splitlines()[-2:]] == [
+        ["product_gradient", "not done yet"], ["closed_form_product", "not done yet"]]
+    assert time.perf_counter() - started < 30
+
+
+def test_check_command_on_files_that_do_not_load_or_lack_a_function(tmp_path, capsys):
+    status, out = _check(tmp_path, capsys, RIGHT_04 + "\ndef broken(:\n")
+    assert status == 1 and "syntax error at line" in out.out
+    assert "not checked (the file does not load)" in out.out
+    status, out = _check(tmp_path, capsys, RIGHT_04 + "\nimport no_such_module_here\n")
+    assert status == 1 and "No module named 'no_such_module_here'" in out.out
+    status, out = _check(tmp_path, capsys, RIGHT_04.replace("def closed_form_product", "def closed_form"))
+    assert status == 1 and "closed_form_product  missing" in out.out
+    assert main(["check", "04", str(tmp_path / "nothing.py")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["check", "07", str(tmp_path / "student_04.py")]) == 2
+    assert "lesson '07' has no exercises" in capsys.readouterr().err
+
+
+def test_check_command_finds_the_default_file(tmp_path, capsys):
+    lessons = _lessons(tmp_path)
+    assert main(["check", "05", "--lessons-dir", str(lessons)]) == 2
+    assert "write it with `python -m tinyinduction.exercises 05`" in capsys.readouterr().err
+    assert main(["05", "--lessons-dir", str(lessons)]) == 0
+    assert main(["check", "05", "--lessons-dir", str(lessons), "--brief"]) == 1
+    assert "match_target           not done yet" in capsys.readouterr().out
+
+
 def test_lessons_directory_is_found_from_the_package():
     assert lessons_dir() is not None and lessons_dir().is_dir()
+
+
+def test_lessons_directory_is_found_from_the_working_directory_after_pip_install_dot(tmp_path, monkeypatch):
+    from tinyinduction import paths
+    monkeypatch.setattr(paths, "repository_root", lambda: None)      # the package in site-packages
+    (tmp_path / "setup.cfg").write_text("")
+    (tmp_path / "lessons" / "exercises").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "lessons" / "exercises")
+    assert paths.lessons_dir() == tmp_path.resolve() / "lessons"
+    assert paths.lesson_root(tmp_path / "lessons" / "01_x.py") == tmp_path.resolve()
+    monkeypatch.chdir(tmp_path.parent)
+    assert paths.lessons_dir() is None
+
+
+def test_the_size_hint_needs_a_size_that_separates_two_or_more_failing_cases():
+    def cases(rng):
+        return [Case(f"n={n}, start {k}", (n, k), np.arange(k, k + n, dtype=float), "maths", sizes={"n": n})
+                for n, k in ((2, 0), (2, 5), (3, 0), (3, 7), (4, 1))]
+
+    exercise = Exercise("count_up", "99", solution=lambda n, k: np.arange(k, k + n, dtype=float),
+                        make_cases=cases)
+    assert "only work for n = 2" in str(exercise.run(lambda n, k: np.array([k, k + 1.0])))
+    one_case_off = str(exercise.run(lambda n, k: np.arange(k, k + n, dtype=float) + (n == 4)))
+    assert "not right yet" in one_case_off and "only work for" not in one_case_off

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from tinyinduction.cli import main
-from tinyinduction.config import TaskConfig
+from tinyinduction.tasks.fewshot import TaskConfig
 from tinyinduction.experiments.base import Row, format_table, to_json
 from tinyinduction.experiments.data import data_settings
 from tinyinduction.experiments.seeds import correlation

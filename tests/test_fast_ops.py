@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from test_model_gradients import setups
 from tinyinduction import ops
 from tinyinduction.clamp import Clamp
-from tinyinduction.config import ModelConfig, TaskConfig
+from tinyinduction.config import ModelConfig
+from tinyinduction.tasks.fewshot import TaskConfig
 from tinyinduction.model import (TokenBatch, init_params, loss_and_accuracy, loss_and_grads,
                                  loss_from_cache, run_with_cache, training_loss_and_grads)
 from tinyinduction.optim import Adam

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyinduction.clamp import Clamp, previous_token_pattern
-from tinyinduction.config import ModelConfig, TaskConfig
+from tinyinduction.config import ModelConfig
+from tinyinduction.tasks.fewshot import TaskConfig
 from tinyinduction.heads import identify_heads, induction_strength_on_train_set
 from tinyinduction.interventions import (check_head_set, direct_path_ablation,
                                          pattern_preserving_ablation, value_preserving_ablation)

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tinyinduction.clamp import Clamp, previous_token_pattern
-from tinyinduction.config import ModelConfig, TaskConfig
+from tinyinduction.config import ModelConfig
+from tinyinduction.tasks.fewshot import TaskConfig
 from tinyinduction.measures import induction_strength, label_previous_token_score, previous_token_score
 from tinyinduction.model import init_params, run_with_cache
 from tinyinduction.tasks.fewshot import FewShotTask

@@ -11,9 +11,9 @@ import pytest
 
 from tinyinduction.checkpoint import load_checkpoint
 from tinyinduction.clamp import zero_ablate_head
-from tinyinduction.config import preset
-from tinyinduction.runs import (RunDirectoryConflict, check_output_dir, check_output_file,
-                                load_history)
+from tinyinduction.jsonio import load_history
+from tinyinduction.presets import preset
+from tinyinduction.runs import RunDirectoryConflict, check_output_dir, check_output_file
 from tinyinduction.train import train
 
 from run_helpers import quiet, short_run as _short, without_wall_time
@@ -132,7 +132,7 @@ def test_auto_starts_fresh_and_extends_a_finished_run(tmp_path):
 
 KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
-    from tinyinduction.config import preset
+    from tinyinduction.presets import preset
     from tinyinduction.train import train
     model, task, config = preset("small")
     config = config.replace(steps=80, eval_every=10, checkpoint_every=20, log_every=10)

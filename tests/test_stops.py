@@ -13,10 +13,11 @@ from tinyinduction import train_state
 from tinyinduction.checkpoint import load_checkpoint, load_params
 from tinyinduction.clamp import Clamp, previous_token_target
 from tinyinduction.cli import main
-from tinyinduction.config import ModelConfig, TaskConfig, TrainConfig
+from tinyinduction.config import ModelConfig, TrainConfig
+from tinyinduction.tasks.fewshot import TaskConfig
 from tinyinduction.evaluation import background_evaluation_unavailable
 from tinyinduction.model import TokenBatch
-from tinyinduction.runs import load_history
+from tinyinduction.jsonio import load_history
 from tinyinduction.train import TrainingDiverged, train
 
 from run_helpers import quiet, short_run as _short, without_wall_time

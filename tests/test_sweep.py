@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from tinyinduction.cli import main
 
-from tinyinduction.config import ModelConfig, TaskConfig, TrainConfig
+from tinyinduction.config import ModelConfig, TrainConfig
+from tinyinduction.tasks.fewshot import TaskConfig
 from tinyinduction.experiments.grid import expand, spec_from_flags
 from tinyinduction.sweep import RunSpec, run_dir_name, run_grid
 
@@ -292,7 +293,8 @@ def test_workers_stop_when_the_parent_dies(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(tmp_path)!r})
-        from tinyinduction.config import ModelConfig, TaskConfig, TrainConfig
+        from tinyinduction.config import ModelConfig, TrainConfig
+        from tinyinduction.tasks.fewshot import TaskConfig
         from tinyinduction.sweep import RunSpec, run_dir_name, run_grid
         import os
         print(os.getpid(), flush=True)

@@ -9,7 +9,7 @@ import pytest
 
 from tinyinduction.clamp import Clamp
 from tinyinduction.cli import main
-from tinyinduction.config import preset
+from tinyinduction.presets import preset
 from tinyinduction.tasks.fewshot import FewShotTask
 from tinyinduction.train import TrainingDiverged, load_checkpoint, load_params, train
 
@@ -179,7 +179,8 @@ def test_cli_demo_small_preset_reports_the_phase_change(tmp_path, capsys):
 
 def test_evaluation_in_chunks_equals_one_pass_also_with_a_graft_from_the_whole_set():
     from tinyinduction.clamp import graft
-    from tinyinduction.config import ModelConfig, TaskConfig
+    from tinyinduction.config import ModelConfig
+    from tinyinduction.tasks.fewshot import TaskConfig
     from tinyinduction.model import init_params, loss_and_grads, run_with_cache
     from tinyinduction.train import EVAL_CHUNK, evaluate
     model = ModelConfig.small(dtype="float64")

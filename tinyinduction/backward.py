@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
-from .forward import TO_TL, _both, _Forward
+from .forward import TO_TL, ForwardPass, stacked_pair
 
 # ---------------------------------------------------------------- backward
 
@@ -20,7 +20,7 @@ def _sum_to_shape(grad, shape):
 
 
 class _Backward:
-    def __init__(self, run: _Forward, record):
+    def __init__(self, run: ForwardPass, record):
         self.run, self.record = run, record
 
     def site(self, name, grad, layout):
@@ -79,7 +79,7 @@ def _layer_backward(bw: _Backward, layer, d_resid_post, grads):
         dq_rot = bw.site(b + "attn.hook_rot_q", dq, "head_vec")
         dk_rot = bw.site(b + "attn.hook_rot_k", dk, "head_vec")
         # queries and keys rotated back together, as in the forward pass
-        d_rot = ops.rope_matmul_backward(_both(d_both, d_computed, (dq_rot, dk_rot)), saved["rope"])
+        d_rot = ops.rope_matmul_backward(stacked_pair(d_both, d_computed, (dq_rot, dk_rot)), saved["rope"])
         dq, dk = d_rot
     elif c.positional == "rope":        # (no cache, no clamps: no site to pass through)
         dq = ops.rope_matmul_backward(dq, saved["rope"][queries])
@@ -122,7 +122,7 @@ def _unembed_backward_last_position(run, d_logits, grads):
     return dx
 
 
-def backward(run: _Forward, d_logits, record_activation_grads=False) -> dict:
+def backward(run: ForwardPass, d_logits, record_activation_grads=False) -> dict:
     """Gradients of the loss for every parameter, from d loss / d logits [V, T, B] (None:
     zero, for a pass whose output is only read through links).
 

@@ -1,7 +1,7 @@
 """Benchmark: milliseconds per full training step (forward, backward, Adam), split into
 its parts, and the floor set by the step's matrix products alone.
 
-Two settings: a few-shot preset (config.preset: the paper's network, T = 5), and `text`:
+Two settings: a few-shot preset (presets.preset: the paper's network, T = 5), and `text`:
 the 2-layer model of the Olsson experiment (experiments/olsson.py: d_model 64, 4 heads of
 16, RoPE, token input) on windows of random tokens, where long contexts (T = 64) and a
 large vocabulary (V ~ 1000 for a byte-pair vocabulary) make attention and the unembedding

@@ -24,7 +24,7 @@ import numpy as np
 
 from .config import ModelConfig
 from .model import check_params, param_shapes
-from .runs import history_from_json, strict_json, write_atomic
+from .jsonio import history_from_json, strict_json, write_atomic
 
 REQUIRED = ("adam.m", "adam.v", "adam.t", "accumulator", "data_rng", "history", "configs")
 

@@ -35,7 +35,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .config import PRESETS, preset
+from .presets import PRESETS, preset
 from .runs import check_output_dir, check_output_file
 from .sweep import GridStopped
 from .train import TrainingDiverged

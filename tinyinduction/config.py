@@ -1,8 +1,9 @@
 """Validated configuration dataclasses: the model and the training run.
 
-The task's configuration (TaskConfig) lives with the task, in tasks/fewshot_config.py, and is
-re-exported here. Every field is checked when the object is made; a bad value raises a
-one-line ValueError naming the field, the value and what is allowed.
+The task's configuration (TaskConfig) lives with the task, in tasks/fewshot_config.py; the
+named presets, which combine all three, in presets.py. Every field is checked when the
+object is made; a bad value raises a one-line ValueError naming the field, the value and
+what is allowed. This module imports nothing from the package: everything may use it.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tasks.fewshot import TaskConfig
 
 POSITIONAL_KINDS = ("rope", "learned", "none")
 INPUT_KINDS = ("fewshot", "tokens")
@@ -193,23 +193,4 @@ class TrainConfig(_Replaceable):
         return cls(**changes)
 
 
-PRESETS = ("paper", "small")
-
-
-def preset(name: str) -> tuple[ModelConfig, TaskConfig, TrainConfig]:
-    """(model, task, train) configs of a named preset.
-
-    paper: Singh et al. 2024 (2 layers x 8 heads, d_model 64, lr 1e-5, 31,250 steps).
-    small: 2 layers x 2 heads, d_model 32, 10 training classes, lr 1e-3, 2,000 steps:
-           the plateau near ln 2 and the phase change in well under a minute.
-    """
-    if name == "paper":
-        return ModelConfig.paper(), TaskConfig.paper(), TrainConfig.paper()
-    if name == "small":
-        return (ModelConfig.small(), TaskConfig.small(),
-                TrainConfig(steps=2000, lr=1e-3, eval_every=50, checkpoint_every=500, log_every=500))
-    raise ValueError(f"preset = {name!r}; allowed: {PRESETS}")
-
-
-__all__ = ["ModelConfig", "TrainConfig", "TaskConfig", "config_from_dict", "require_config",
-           "preset", "PRESETS"]
+__all__ = ["ModelConfig", "TrainConfig", "config_from_dict", "require_config"]

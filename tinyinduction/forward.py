@@ -1,7 +1,7 @@
 """The forward pass: every step's array goes through one site (clamps, then the cache).
 
 Every forward step computes an array in the internal feature-major layout (see ops.py)
-and passes it through `_Forward.site`, which applies clamps, stores a read-only
+and passes it through `ForwardPass.site`, which applies clamps, stores a read-only
 TransformerLens-shaped view in the cache and remembers which elements were replaced
 (and which came from linked sites of earlier passes), so that backward.py stops or
 re-routes the gradient there. There is no other path into the cache. model.py holds
@@ -10,12 +10,13 @@ the public functions; backward.py the paired backward pass.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import numpy as np
 
 from . import ops
+from .batches import TokenBatch
 from .cache import ActivationCache, unknown_name_message
+from .checks import any_outside, integer_array
 from .clamp import as_passes
 from .config import ModelConfig
 from .params import check_params
@@ -27,11 +28,6 @@ TO_TL = {
     "pattern": (3, 2, 0, 1),     # [Tq, Tk, H, B]  -> [B, H, Tq, Tk]
     "result": (3, 2, 0, 1),      # [H, D, T, B]    -> [B, T, H, D]
 }
-
-
-class TokenBatch(NamedTuple):
-    tokens: np.ndarray    # [B, T] int
-    targets: np.ndarray   # [B, T] int, -1 where no loss is taken
 
 
 # ---------------------------------------------------------------- names
@@ -77,7 +73,7 @@ def _rope_matrices(n_positions, d_head, base, dtype):
     return R
 
 
-def _both(stacked, before, after):
+def stacked_pair(stacked, before, after):
     """The two arrays `after` as one [2, ...] array: `stacked` itself (no copy) when the
     sites passed them through unchanged (`after` is `before`, the views stacked[0] and
     stacked[1]), a new stack when a clamp replaced one."""
@@ -96,25 +92,11 @@ def _causal_mask(n_positions):
 # ---------------------------------------------------------------- input checks
 
 
-def _outside(array, low, high):
-    """Whether any element lies outside [low, high). (np.minimum.reduce: no Python
-    wrapper as in array.min(), a few microseconds on every training step.)"""
-    return array.size > 0 and (np.minimum.reduce(array, axis=None) < low
-                               or np.maximum.reduce(array, axis=None) >= high)
-
-
-def _integer_array(name, value):
-    array = np.asarray(value)
-    if array.dtype.kind not in "iu":
-        raise ValueError(f"{name} has dtype {array.dtype}; must be integers")
-    return array
-
-
-def _check_batch(config: ModelConfig, batch):
+def check_batch(config: ModelConfig, batch):
     if config.input_kind == "fewshot":
         if not hasattr(batch, "exemplars") or not hasattr(batch, "labels"):
             raise ValueError("few-shot models take a batch with .exemplars [B, C+1, F] and .labels [B, C]")
-        ex, labels = np.asarray(batch.exemplars), _integer_array("batch.labels", batch.labels)
+        ex, labels = np.asarray(batch.exemplars), integer_array("batch.labels", batch.labels)
         if ex.ndim != 3 or ex.shape[2] != config.d_feature:
             raise ValueError(f"batch.exemplars has shape {ex.shape}; expected [B, C+1, {config.d_feature}]")
         if ex.dtype.kind not in "fiu":
@@ -124,15 +106,15 @@ def _check_batch(config: ModelConfig, batch):
         if labels.shape != (ex.shape[0], ex.shape[1] - 1):
             raise ValueError(f"batch.labels has shape {labels.shape}; expected [B, C] = "
                              f"{(ex.shape[0], ex.shape[1] - 1)}")
-        if _outside(labels, 0, config.n_labels):
+        if any_outside(labels, 0, config.n_labels):
             raise ValueError(f"batch.labels must lie in [0, {config.n_labels}); got "
                              f"{labels.min()}..{labels.max()}")
         n_positions = 2 * labels.shape[1] + 1
     else:
         if not isinstance(batch, TokenBatch):
             raise ValueError("token models take a TokenBatch(tokens [B, T], targets [B, T])")
-        tokens = _integer_array("batch.tokens", batch.tokens)
-        targets = _integer_array("batch.targets", batch.targets)
+        tokens = integer_array("batch.tokens", batch.tokens)
+        targets = integer_array("batch.targets", batch.targets)
         if tokens.ndim != 2 or tokens.size == 0:
             raise ValueError(f"batch.tokens has shape {tokens.shape}; must be [B, T] with B, T >= 1")
         if tokens.min() < 0 or tokens.max() >= config.d_vocab:
@@ -149,10 +131,10 @@ def _check_batch(config: ModelConfig, batch):
 # ---------------------------------------------------------------- forward
 
 
-class _Forward:
+class ForwardPass:
     """One forward pass: the cache it fills, clamp masks, links, and what backward needs.
 
-    earlier: the finished passes before this one (name -> _Forward), for linked clamps.
+    earlier: the finished passes before this one (name -> ForwardPass), for linked clamps.
     """
 
     def __init__(self, params, config: ModelConfig, batch, clamps, pass_name="main", earlier=None):
@@ -234,7 +216,7 @@ class _Forward:
         self.pending[name] = internal if previous is None else previous + internal
 
 
-def _embed(run: _Forward):
+def _embed(run: ForwardPass):
     """The input sequence as [D, T, B] (plus learned positions)."""
     p, c, batch = run.params, run.config, run.batch
     if c.input_kind == "fewshot":
@@ -261,7 +243,7 @@ def _embed(run: _Forward):
     return embed
 
 
-def _layer_forward(run: _Forward, layer, resid, queries=None):
+def _layer_forward(run: ForwardPass, layer, resid, queries=None):
     """One attention block. queries: None, or a slice of the query positions whose output
     is needed (the loss-only pass computes the last block for the loss positions only)."""
     p, c = run.params, run.config
@@ -287,7 +269,7 @@ def _layer_forward(run: _Forward, layer, resid, queries=None):
         if queries is None:
             # Speed: queries and keys rotated together, [2, E, T, H, B], by one batched
             # matmul (ops.rope_matmul_forward; the plain, elementwise version: rope_forward)
-            rot, _ = ops.rope_matmul_forward(_both(qkv[:2], (q_computed, k_computed), (q, k)), R)
+            rot, _ = ops.rope_matmul_forward(stacked_pair(qkv[:2], (q_computed, k_computed), (q, k)), R)
             q, k = rot
         else:
             q, k = ops.rope_matmul_forward(q, R[queries])[0], ops.rope_matmul_forward(k, R)[0]
@@ -323,7 +305,7 @@ def _layer_forward(run: _Forward, layer, resid, queries=None):
     return run.site(b + "hook_resid_post", resid + attn_out, "resid")
 
 
-class _NoCacheForward(_Forward):
+class _NoCacheForward(ForwardPass):
     """A pass without clamps whose cache no one reads (training, evaluation): its sites
     store nothing. Speed: ~27 views and flag changes fewer per pass."""
 
@@ -334,8 +316,8 @@ class _NoCacheForward(_Forward):
         pass
 
 
-def _forward(params, config, batch, clamps=(), pass_name="main", earlier=None,
-             keep_cache=True) -> _Forward:
+def forward_pass(params, config, batch, clamps=(), pass_name="main", earlier=None,
+             keep_cache=True) -> ForwardPass:
     """One pass of the network over the batch, with the clamps of that pass.
 
     keep_cache=False (no clamps, only the loss is read: training and evaluation) stores
@@ -343,7 +325,7 @@ def _forward(params, config, batch, clamps=(), pass_name="main", earlier=None,
     only: the loss reads nothing else (run.logits is then [V, 1, B]). Speed: a fifth of
     the last block's attention, of the final LayerNorm, and of their backward passes.
     """
-    run = (_Forward if keep_cache else _NoCacheForward)(params, config, batch, clamps, pass_name, earlier)
+    run = (ForwardPass if keep_cache else _NoCacheForward)(params, config, batch, clamps, pass_name, earlier)
     resid = _embed(run)
     query_only = not keep_cache and config.input_kind == "fewshot"
     for layer in range(config.n_layers):
@@ -364,18 +346,18 @@ def _forward(params, config, batch, clamps=(), pass_name="main", earlier=None,
 _ONE_PASS = as_passes(())   # no clamps: built once (as_passes validates, on every step)
 
 
-def _no_clamps(clamps) -> bool:
+def no_clamps(clamps) -> bool:
     return isinstance(clamps, (tuple, list)) and not clamps
 
 
-def _forward_passes(params, config, batch, clamps) -> list[_Forward]:
+def forward_passes(params, config, batch, clamps) -> list[ForwardPass]:
     """Every pass of a (possibly multi-pass) clamped forward, in order."""
     check_params(params, config)
-    _check_batch(config, batch)
-    passes = _ONE_PASS if _no_clamps(clamps) else as_passes(clamps)
+    check_batch(config, batch)
+    passes = _ONE_PASS if no_clamps(clamps) else as_passes(clamps)
     runs = {}
     for p in passes.passes:
-        runs[p.name] = _forward(params, config, batch, p.clamps, p.name, dict(runs))
+        runs[p.name] = forward_pass(params, config, batch, p.clamps, p.name, dict(runs))
     final = runs[passes.final.name]
     # the earlier passes only: cache.passes adds the final cache itself, so no reference
     # cycle keeps every cache of a long evaluation alive until the garbage collector runs
@@ -390,6 +372,6 @@ def run_with_cache(params, config: ModelConfig, batch, clamps=()) -> ActivationC
     clamps: a list of Clamps, or Passes (a multi-pass forward: the cache is the last
     pass's, and cache.passes maps every pass's name to its cache).
     """
-    return _forward_passes(params, config, batch, clamps)[-1].cache
+    return forward_passes(params, config, batch, clamps)[-1].cache
 
 

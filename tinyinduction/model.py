@@ -22,8 +22,10 @@ from . import ops
 from .backward import backward
 from .cache import ActivationCache
 from .config import ModelConfig
-from .forward import (TO_TL, TokenBatch, _check_batch, _forward, _forward_passes, _integer_array,
-                      _no_clamps, _outside, hook_names, run_with_cache)
+from .batches import TokenBatch
+from .checks import any_outside, integer_array
+from .forward import (TO_TL, check_batch, forward_pass, forward_passes, hook_names, no_clamps,
+                      run_with_cache)
 from .params import check_params, init_params, param_shapes
 
 __all__ = ["TokenBatch", "TO_TL", "init_params", "check_params", "param_shapes", "hook_names",
@@ -42,8 +44,8 @@ def _loss_columns(config, batch, logits):
     """
     n_outputs, n_positions, n_batch = logits.shape
     if config.input_kind == "fewshot":
-        targets = _integer_array("batch.target", batch.target)
-        if targets.shape != (n_batch,) or _outside(targets, 0, n_outputs):
+        targets = integer_array("batch.target", batch.target)
+        if targets.shape != (n_batch,) or any_outside(targets, 0, n_outputs):
             raise ValueError(f"batch.target must be [B] = ({n_batch},) ints in [0, {n_outputs})")
         return logits[:, -1, :], targets, np.s_[:, -1, :]
     targets = np.asarray(batch.targets).T                                 # [T, B]
@@ -76,11 +78,11 @@ def loss_and_accuracy(params, config: ModelConfig, batch, clamps=()):
     Without clamps it runs a lean pass (evaluation): no cache is kept, and a few-shot
     model's last block is computed for the query position only, the one the loss reads.
     """
-    if not _no_clamps(clamps):
+    if not no_clamps(clamps):
         return loss_from_cache(config, batch, run_with_cache(params, config, batch, clamps))
     check_params(params, config)
-    _check_batch(config, batch)
-    return _loss(config, batch, _forward(params, config, batch, keep_cache=False).logits)[:2]
+    check_batch(config, batch)
+    return _loss(config, batch, forward_pass(params, config, batch, keep_cache=False).logits)[:2]
 
 
 def loss_and_grads(params, config: ModelConfig, batch, clamps=(), record_activation_grads=False):
@@ -91,24 +93,24 @@ def loss_and_grads(params, config: ModelConfig, batch, clamps=(), record_activat
     pass it read from) and the parameter gradients of all passes are summed.
     Returns (loss, accuracy, grads, cache) with the last pass's cache.
     """
-    runs = _forward_passes(params, config, batch, clamps)
+    runs = forward_passes(params, config, batch, clamps)
     return (*_backward_passes(config, batch, runs, record_activation_grads), runs[-1].cache)
 
 
 def training_loss_and_grads(params, config: ModelConfig, batch, clamps=()):
     """(loss, accuracy, grads) of loss_and_grads, for a caller that never reads the cache
     (train, bench). Speed: without clamps the forward pass stores no cache and a few-shot
-    model's last block runs for the query row only (see _forward)."""
+    model's last block runs for the query row only (see forward.forward_pass)."""
     return training_backward(config, batch, training_forward(params, config, batch, clamps))
 
 
 def training_forward(params, config: ModelConfig, batch, clamps=()) -> list:
     """The forward half of training_loss_and_grads: its passes (bench times the halves)."""
-    if not _no_clamps(clamps):
-        return _forward_passes(params, config, batch, clamps)
+    if not no_clamps(clamps):
+        return forward_passes(params, config, batch, clamps)
     check_params(params, config)
-    _check_batch(config, batch)
-    return [_forward(params, config, batch, keep_cache=False)]
+    check_batch(config, batch)
+    return [forward_pass(params, config, batch, keep_cache=False)]
 
 
 def training_backward(config: ModelConfig, batch, runs) -> tuple:

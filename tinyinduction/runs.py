@@ -28,16 +28,15 @@ status is "running" (being written now, or its process was killed), "finished",
 error; `message` says what happened). `step` is the step of the last checkpoint saved
 (null before the first one).
 
-Every file is written through a temporary file (<name>.tmp) that is renamed into place,
-so a crash never leaves half a file; temporaries left by a killed process are removed
-when a run next opens its directory.
+Every file is written through a temporary file (<name>.tmp) that is renamed into place
+(jsonio.py), so a crash never leaves half a file; temporaries left by a killed process
+are removed when a run next opens its directory.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import re
 import tempfile
@@ -45,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .jsonio import strict_json, to_jsonable, write_json
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
@@ -60,50 +61,7 @@ class RunDirectoryConflict(ValueError):
     """The output directory holds another run (or something that is not a run)."""
 
 
-# ---------------------------------------------------------------- strict JSON, atomic files
-
-
-def to_jsonable(value):
-    """value with NaN/inf as None, NumPy scalars as Python numbers, tuples as lists."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
-
-
-def strict_json(value, indent=None) -> str:
-    """RFC 8259 JSON: non-finite numbers become null (json.dumps would write NaN)."""
-    return json.dumps(to_jsonable(value), allow_nan=False, indent=indent)
-
-
-def write_atomic(path, write):
-    """Write through path.tmp and rename, so a crash never leaves half a file; the
-    temporary file is removed whatever goes wrong. write(handle) gets a binary file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json(path, value, indent=None):
-    text = strict_json(value, indent).encode()
-    write_atomic(path, lambda handle: handle.write(text))
+# ---------------------------------------------------------------- temporaries
 
 
 def remove_temporaries(out_dir):
@@ -114,17 +72,6 @@ def remove_temporaries(out_dir):
             for tmp in folder.glob("*.tmp"):
                 if tmp.is_file():
                     tmp.unlink()
-
-
-def history_from_json(history):
-    """A history as stored (null for NaN) back to floats with NaN, as training keeps it."""
-    return {key: [float("nan") if v is None else v for v in values]
-            for key, values in history.items()}
-
-
-def load_history(path) -> dict:
-    """Read a history.json (a dict of equal-length lists; null read back as NaN)."""
-    return history_from_json(json.loads(Path(path).read_text()))
 
 
 # ---------------------------------------------------------------- output paths
@@ -408,7 +355,7 @@ def plan_start(out_dir, identity, resume, overwrite, model_config, train_config,
 
 __all__ = [
     "RUN_FILE", "CONFIG_FILE", "HISTORY_FILE", "CHECKPOINT_DIR", "STATUSES", "BOOKKEEPING_FIELDS",
-    "RunDirectoryConflict", "strict_json", "write_atomic", "write_json", "load_history",
+    "RunDirectoryConflict",
     "check_output_dir", "check_output_file", "make_identity", "identity_differences",
     "read_run", "write_run", "move_aside", "checkpoint_paths", "data_fingerprint",
     "plan_start", "StartPlan",

@@ -51,8 +51,10 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
-from .config import ModelConfig, TaskConfig, TrainConfig
-from .runs import check_output_dir, write_atomic
+from .config import ModelConfig, TrainConfig
+from .jsonio import write_atomic
+from .runs import check_output_dir
+from .tasks.fewshot import TaskConfig
 
 SCHEDULER_TIMEOUT_S = 10
 STOP_FILE = ".stop"           # in a grid's out: "SIGINT"/"SIGTERM"/...; runs poll it between steps

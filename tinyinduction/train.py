@@ -41,13 +41,15 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import load_checkpoint, load_params, save_checkpoint  # noqa: F401 (re-exported)
-from .config import ModelConfig, TaskConfig, TrainConfig, require_config
+from .config import ModelConfig, TrainConfig, require_config
+from .tasks.fewshot import TaskConfig
 from .evaluation import (EVAL_CHUNK, BackgroundEvaluator,  # noqa: F401 (re-exported)
                          background_evaluation_unavailable, batch_size_of, evaluate, evaluate_all)
 from .model import training_loss_and_grads
 from .optim import flatten_grads
+from .jsonio import write_json
 from .runs import (CONFIG_FILE, check_output_dir, checkpoint_path, make_identity, move_aside,
-                   plan_start, remove_temporaries, write_json)
+                   plan_start, remove_temporaries)
 from .tasks.fewshot import FewShotTask
 from .train_state import TrainingDiverged, TrainingRun  # noqa: F401 (TrainingDiverged re-exported)
 

@@ -17,7 +17,8 @@ from .checkpoint import checkpoint_state, load_params, write_checkpoint
 from .evaluation import BackgroundEvaluationFailed, evaluate_all, loss_weight
 from .model import init_params
 from .optim import Adam, flatten_params, param_views
-from .runs import HISTORY_FILE, checkpoint_path, checkpoint_paths, write_json, write_run
+from .jsonio import write_json
+from .runs import HISTORY_FILE, checkpoint_path, checkpoint_paths, write_run
 
 
 class TrainingDiverged(RuntimeError):

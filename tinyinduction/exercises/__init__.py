@@ -3,21 +3,30 @@ package's own functions as the solutions.
 
 FOR STUDENTS
     python -m tinyinduction.exercises 01        # writes lessons/exercises/01_....py
-    python -m tinyinduction.exercises --all     # every lesson that has exercises
+    python -m tinyinduction.exercises --all     # every lesson's file that is missing
+    python -m tinyinduction.exercises check 01  # check every exercise of that file at once
+    python -m tinyinduction.exercises check 01 FILE    # ... of another file (a teacher's marking)
     python -m tinyinduction.exercises --list    # the exercises of every lesson
     python -m tinyinduction.exercises --solution softmax_backward_tl   # print a solution
 
 The exercise version is the lesson with each solution replaced by a function to fill
 in (its docstring gives the shapes and the maths; its body raises NotImplementedError).
 Run it cell by cell (or top to bottom). Under each function a check runs it on several
-inputs and either says it is right or prints what is wrong: which input, which output
-shape or which element, the right value and how far off it is, and recognisable
-mistakes (opposite sign, a constant factor, axes in another order, an input changed in
-place). A failed check raises ExerciseFailed, so a run stops at the first unfinished
-exercise. `show_solution("name")` prints the package's function that solves it. An
-existing exercise file is never overwritten (it holds your work) unless you pass
+inputs, of several sizes, and either says it is right or prints what is wrong: which
+input, which output shape or which element, the right value and how far off it is, and
+recognisable mistakes (opposite sign, a constant factor, axes in another order, an input
+changed in place, a size that only works for the cases it passed, a known typical
+mistake by name). When your function raises, the check shows the lines of your own code
+that raised. A failed check raises ExerciseFailed, so a run stops at the first
+unfinished exercise. `show_solution("name")` prints the package's function that solves
+it. An existing exercise file is never overwritten (it holds your work) unless you pass
 --force, which keeps the old one as a .bak file. The exercise version writes its
 figures to figures/exercises/, never over the committed figures.
+
+`check NN [FILE]` does not run the lesson (no training): it loads the file's imports,
+function definitions and constants, checks every exercise of lesson NN and prints one
+verdict per exercise (correct, not right yet, not done yet). Exit status: 0 if all are
+correct, 1 if not, 2 for a usage error (no such file or lesson).
 
 FOR LESSON AUTHORS: declaring an exercise (one mechanism for every lesson)
 1. In tinyinduction/exercises/lessonNN.py (one module per lesson, found automatically),
@@ -36,17 +45,23 @@ FOR LESSON AUTHORS: declaring an exercise (one mechanism for every lesson)
    left out of the exercise version too.
 3. Save figures under `figures_dir()` (tinyinduction.paths): the exercise version
    rewrites that call to figures_dir("exercises").
-4. List typical mistakes as `wrong_answers` of the Exercise. tests/test_exercises.py
-   then checks, for every registered exercise, that the check passes on the solution
-   and fails on an empty function, on generic wrong answers (zeros, a scaled answer, a
-   perturbed element, an extra axis) and on each of those mistakes; tests/test_lessons.py
-   runs every lesson (TINYINDUCTION_QUICK=1) and every exercise version, which must stop
-   at its first exercise with the check's message.
+4. Give cases of several sizes, and say them: Case(..., sizes={"C": 3, "T": 7}). A
+   function that passes every case of one size and fails another is asked whether it
+   hard-codes that size.
+5. List typical mistakes as `wrong_answers`: Mistake(description, function[, named_by]).
+   A student whose output equals a mistake's on every case is told its description.
+   tests/test_exercises.py checks, for every registered exercise, that the check passes
+   on the solution, refuses generic mistakes (None, a stub, an exception, zeros, the
+   opposite sign, a factor 1.41, one element off, an extra axis, transposed axes, an
+   input changed in place) and each listed mistake, every one with a message that names
+   it; tests/test_lessons.py runs every lesson (TINYINDUCTION_QUICK=1) and every exercise
+   version, which must stop at its first exercise with the check's message.
 """
-from .core import (Case, CheckResult, Exercise, ExerciseFailed, check, compare_outputs,
-                   exercises_of, get_exercise, load_all, numerical_gradient, register,
-                   show_solution, stub_source)
+from .compare import compare_outputs, numerical_gradient
+from .core import (Case, CheckResult, Exercise, ExerciseFailed, Mistake, check, exercises_of,
+                   get_exercise, load_all, register, show_solution, stub_source)
+from .reveal import reveal
 
-__all__ = ["Case", "CheckResult", "Exercise", "ExerciseFailed", "check", "compare_outputs",
+__all__ = ["Case", "CheckResult", "Exercise", "ExerciseFailed", "Mistake", "check", "compare_outputs",
            "exercises_of", "get_exercise", "load_all", "numerical_gradient", "register",
-           "show_solution", "stub_source"]
+           "reveal", "show_solution", "stub_source"]

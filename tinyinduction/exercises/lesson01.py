@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import ops, tl_layout
 from ..clamp import previous_token_target
-from .core import Case, Exercise, numerical_gradient, register
+from .compare import numerical_gradient
+from .core import Case, Exercise, Mistake, register
 
 PATTERN_AXES = ("batch", "head", "query_pos", "key_pos")
 HEAD_VECTOR_AXES = ("batch", "pos", "head", "d_head")
@@ -22,10 +23,12 @@ FINITE_DIFFERENCES = "central finite differences of the package's forward (ops.p
 
 def _previous_token_cases(rng):
     cases = []
-    for n_positions, strength in ((5, 1.0), (5, 0.7), (3, 0.0), (1, 0.4), (6, float(rng.uniform(0.1, 0.9)))):
+    for n_positions, strength in ((5, 1.0), (5, 0.7), (3, 0.3), (5, 0.0), (1, 0.4), (7, 0.25),
+                                  (6, float(rng.uniform(0.1, 0.9)))):
         cases.append(Case(f"n_positions={n_positions}, strength={strength:.3g}",
                           (n_positions, strength), previous_token_target(n_positions, strength),
-                          "the package's clamp.previous_token_target", rtol=1e-12, atol=1e-12))
+                          "the package's clamp.previous_token_target", rtol=1e-12, atol=1e-12,
+                          sizes={"T": n_positions} if n_positions > 1 else {}))
     return cases
 
 
@@ -47,8 +50,17 @@ register(Exercise(
     output_axes=(("query_pos", "key_pos"),),
     hint="row i puts s on column i-1 and 1-s on column i; row 0 has only itself",
     wrong_answers=(
-        ("no weight left on the diagonal", lambda n, s=1.0: np.eye(n, k=-1) * s),
-        ("attends to the next token", lambda n, s=1.0: previous_token_target(n, s).T),
+        Mistake("no weight left on the diagonal", lambda n, s=1.0: np.eye(n, k=-1) * s),
+        Mistake("attends to the next token (the pattern transposed)",
+                lambda n, s=1.0: previous_token_target(n, s).T, named_by="[key_pos, query_pos]"),
+        Mistake("s and 1 - s swapped (s on the token itself)",
+                lambda n, s=1.0: previous_token_target(n, 1.0 - s) if n > 1 else np.ones((1, 1))),
+        Mistake("off by one: s two tokens back, on i - 2",
+                lambda n, s=1.0: (1 - s) * np.eye(n) + s * np.eye(n, k=-2) + s * np.diag(np.arange(n) < 2)),
+        Mistake("row 0 left empty (nothing before the first token, so no attention at all)",
+                lambda n, s=1.0: previous_token_target(n, s) - np.diag(np.arange(n) == 0) * 1.0),
+        Mistake("a hard-coded size: always a 5 x 5 pattern", lambda n, s=1.0: previous_token_target(5, s),
+                named_by="only work for T = 5"),
     ),
 ))
 
@@ -70,7 +82,7 @@ def _random_scores(rng, n_batch, n_heads, n_positions, causal, spread=1.0):
 def _softmax_backward_cases(rng):
     cases = []
     for n_batch, n_heads, n_positions, causal, spread in ((1, 1, 3, False, 1.0), (2, 3, 4, True, 1.0),
-                                                          (2, 2, 5, True, 4.0)):
+                                                          (2, 2, 5, True, 4.0), (3, 1, 7, True, 1.0)):
         scores = _random_scores(rng, n_batch, n_heads, n_positions, causal, spread)
         dpattern = rng.standard_normal(scores.shape)
         pattern = ops.softmax_forward(_tl_to_internal_pattern(scores))[0].transpose(3, 2, 0, 1)
@@ -84,7 +96,7 @@ def _softmax_backward_cases(rng):
                           + (", causal mask" if causal else ", no mask")
                           + (f", scores spread x{spread:g}" if spread != 1 else ""),
                           (dpattern, np.ascontiguousarray(pattern)), expected, FINITE_DIFFERENCES,
-                          rtol=1e-5, atol=1e-8))
+                          rtol=1e-5, atol=1e-8, sizes={"B": n_batch, "H": n_heads, "T": n_positions}))
     return cases
 
 
@@ -109,9 +121,17 @@ register(Exercise(
     output_axes=(PATTERN_AXES,),
     hint="the chain rule gives p_k dpattern_k minus p_k times (sum over the row of dpattern_j p_j)",
     wrong_answers=(
-        ("forgets the row term", lambda dp, p: p * dp),
-        ("sums over queries instead of keys",
-         lambda dp, p: p * (dp - (dp * p).sum(axis=-2, keepdims=True))),
+        Mistake("forgets the row term (returns pattern * dpattern)", lambda dp, p: p * dp),
+        Mistake("sums over queries instead of keys",
+                lambda dp, p: p * (dp - (dp * p).sum(axis=-2, keepdims=True))),
+        Mistake("the row sum without the pattern: p (dpattern - sum dpattern)",
+                lambda dp, p: p * (dp - dp.sum(axis=-1, keepdims=True))),
+        Mistake("returns the forward's derivative dp/ds only, no chain rule: p (1 - p)",
+                lambda dp, p: p * (1 - p)),
+        Mistake("opposite sign", lambda dp, p: -tl_layout.softmax_backward(dp, p), named_by="opposite sign"),
+        Mistake("query and key axes swapped",
+                lambda dp, p: np.swapaxes(tl_layout.softmax_backward(dp, p), -1, -2),
+                named_by="axes in the order [batch, head, key_pos, query_pos]"),
     ),
 ))
 
@@ -122,7 +142,8 @@ register(Exercise(
 def _attention_scores_backward_cases(rng):
     cases = []
     for n_batch, n_positions, n_heads, d_head, causal, masked_gradient in (
-            (1, 3, 1, 2, False, False), (2, 4, 2, 3, True, False), (2, 5, 3, 4, True, True)):
+            (1, 3, 1, 2, False, False), (2, 4, 2, 3, True, False), (2, 5, 3, 4, True, True),
+            (3, 6, 1, 2, True, True)):
         q = rng.standard_normal((n_batch, n_positions, n_heads, d_head))
         k = rng.standard_normal((n_batch, n_positions, n_heads, d_head))
         scale = 1.0 / np.sqrt(d_head)
@@ -147,8 +168,17 @@ def _attention_scores_backward_cases(rng):
                        + (", dscores nonzero on masked entries (they must not count)"
                           if masked_gradient else ""))
         cases.append(Case(description, (dscores, q, k, scale, mask), expected, FINITE_DIFFERENCES,
-                          rtol=1e-5, atol=1e-8))
+                          rtol=1e-5, atol=1e-8,
+                          sizes={"B": n_batch, "T": n_positions, "H": n_heads, "E": d_head}))
     return cases
+
+
+def _dk_untransposed(dscores, q, k, scale, mask):
+    """Mistake: dk[b, j] = scale sum_i dscores[b, h, j, i] q[b, i] (rows and columns mixed up)."""
+    dscores = np.where(mask, dscores, 0.0)
+    dq = scale * np.einsum("bhij,bjhe->bihe", dscores, k)
+    dk = scale * np.einsum("bhji,bihe->bjhe", dscores, q)
+    return dq, dk
 
 
 register(Exercise(
@@ -174,12 +204,17 @@ register(Exercise(
     output_axes=(HEAD_VECTOR_AXES, HEAD_VECTOR_AXES),
     hint="dq sums dscores[b, h, i, j] k[b, j, h, e] over j; dk sums dscores[b, h, i, j] q[b, i, h, e] over i",
     wrong_answers=(
-        ("forgets the scale",
-         lambda ds, q, k, scale, mask: tl_layout.attention_scores_backward(ds, q, k, 1.0, mask)),
-        ("ignores the mask",
-         lambda ds, q, k, scale, mask: tl_layout.attention_scores_backward(
-             ds, q, k, scale, np.ones_like(mask))),
-        ("returns dk, dq swapped",
-         lambda ds, q, k, scale, mask: tl_layout.attention_scores_backward(ds, q, k, scale, mask)[::-1]),
+        Mistake("forgets the scale",
+                lambda ds, q, k, scale, mask: tl_layout.attention_scores_backward(ds, q, k, 1.0, mask)),
+        Mistake("ignores the mask (masked entries send gradient back)",
+                lambda ds, q, k, scale, mask: tl_layout.attention_scores_backward(
+                    ds, q, k, scale, np.ones_like(mask))),
+        Mistake("returns dk, dq swapped",
+                lambda ds, q, k, scale, mask: tl_layout.attention_scores_backward(ds, q, k, scale, mask)[::-1]),
+        Mistake("dk sums over the wrong index: dscores not transposed",
+                lambda ds, q, k, scale, mask: _dk_untransposed(ds, q, k, scale, mask)),
+        Mistake("opposite sign",
+                lambda ds, q, k, scale, mask: tuple(-g for g in tl_layout.attention_scores_backward(
+                    ds, q, k, scale, mask)), named_by="opposite sign"),
     ),
 ))

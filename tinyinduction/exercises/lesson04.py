@@ -8,16 +8,19 @@ from __future__ import annotations
 import numpy as np
 
 from .. import toy
-from .core import Case, Exercise, numerical_gradient, register
+from .compare import numerical_gradient
+from .core import Case, Exercise, Mistake, register
 
 
 def _gradient_cases(rng):
     cases = []
     for w, s in ((np.array([0.5]), 1.0), (np.array([0.2, 0.3]), 1.0),
-                 (rng.uniform(0.05, 0.6, 3), 2.0), (np.array([0.3, 0.0, 1.2, -0.7]), 1.5)):
+                 (rng.uniform(0.05, 0.6, 3), 2.0), (np.array([0.3, 0.0, 1.2, -0.7]), 1.5),
+                 (rng.uniform(-1.0, 1.0, 5), 0.8)):
         expected = numerical_gradient(lambda x, s=s: toy.product_loss(x, s), w)
         cases.append(Case(f"D={w.size}, w={np.round(w, 3).tolist()}, s={s:g}", (w, s), expected,
-                          "central finite differences of toy.product_loss", rtol=1e-6, atol=1e-9))
+                          "central finite differences of toy.product_loss", rtol=1e-6, atol=1e-9,
+                          sizes={"D": w.size}))
     return cases
 
 
@@ -39,8 +42,17 @@ register(Exercise(
     output_axes=(("factor",),),
     hint="for each i multiply the other factors: np.prod(np.delete(w, i)), then times -(s - u)",
     wrong_answers=(
-        ("forgets the minus sign", lambda w, s: -toy.product_gradient(w, s)),
-        ("divides by w_i", lambda w, s: -(s - np.prod(w)) * np.prod(w) / np.asarray(w)),
+        Mistake("forgets the minus sign", lambda w, s: -toy.product_gradient(w, s),
+                named_by="opposite sign"),
+        Mistake("divides by w_i (breaks when a factor is 0)",
+                lambda w, s: -(s - np.prod(w)) * np.prod(w) / np.asarray(w)),
+        Mistake("multiplies every factor, w_i included",
+                lambda w, s: -(s - np.prod(w)) * np.full(np.shape(w), np.prod(w))),
+        Mistake("forgets the (s - u) factor", lambda w, s: -np.array(
+            [np.prod(np.delete(np.asarray(w), i)) for i in range(np.size(w))])),
+        Mistake("a hard-coded D = 3: [w2 w3, w1 w3, w1 w2]",
+                lambda w, s: -(s - np.prod(w)) * np.array([w[1] * w[2], w[0] * w[2], w[0] * w[1]]),
+                named_by="your function raised IndexError"),
     ),
 ))
 
@@ -54,7 +66,8 @@ def _closed_form_cases(rng):
         expected = toy.simulate_flow(t, [w0] * depth, s, tau).prod(axis=1)
         cases.append(Case(f"D={depth}, s={s:g}, w0={w0:.3g}, tau={tau:g}, t from 0 to {t_end:.3g}",
                           (t, depth, s, w0, tau), expected,
-                          "the numerical solution toy.simulate_flow (solve_ivp)", rtol=1e-6, atol=1e-10))
+                          "the numerical solution toy.simulate_flow (solve_ivp)", rtol=1e-6, atol=1e-10,
+                          sizes={"D": depth}))
     return cases
 
 
@@ -79,9 +92,16 @@ register(Exercise(
     output_axes=(("time index",),),
     hint="test your formula at t = 0 (u must be w0^D) and for large t (u must approach s)",
     wrong_answers=(
-        ("D = 2 with the D = 1 time constant",
-         lambda t, depth, s, w0, tau: toy.closed_form_product(t, depth, s, w0, tau if depth == 1 else 2 * tau)),
-        ("returns the factor w, not the product u",
-         lambda t, depth, s, w0, tau: toy.closed_form_factor(t, depth, s, w0, tau)),
+        Mistake("D = 2 with the D = 1 time constant (the factor 2 of tau du/dt = 2 u (s - u) left out)",
+                lambda t, depth, s, w0, tau: toy.closed_form_product(t, depth, s, w0,
+                                                                     tau if depth == 1 else 2 * tau)),
+        Mistake("returns the factor w, not the product u",
+                lambda t, depth, s, w0, tau: toy.closed_form_factor(t, depth, s, w0, tau)),
+        Mistake("starts from w0 instead of w0^D for D = 2",
+                lambda t, depth, s, w0, tau: toy.closed_form_product(
+                    t, depth, s, w0 if depth == 1 else np.sqrt(w0), tau)),
+        Mistake("the D = 1 solution for every D",
+                lambda t, depth, s, w0, tau: toy.closed_form_product(t, 1, s, w0 ** depth, tau),
+                named_by="only work for D = 1"),
     ),
 ))

@@ -8,19 +8,24 @@ and a body that raises NotImplementedError. Its figures go to figures/exercises/
 from __future__ import annotations
 
 import argparse
+import errno
 import re
 import shutil
 import sys
 from pathlib import Path
 
 from ..paths import lessons_dir
+from .check_file import check_file, print_report
 from .core import exercises_of, get_exercise, load_all, show_solution, stub_source
 
 EXERCISE_LINE = re.compile(r"^# EXERCISE: (\w+)\s*$")
 SOLUTION_SUFFIX = "# SOLUTION"
 CELL_LINE = re.compile(r"^# %%")
-FIGURES_CALL = "figures_dir()"
-STUDENT_FIGURES_CALL = 'figures_dir("exercises")'
+FIGURES_CALL = re.compile(r"figures_dir\((root=\w+)?\)")     # figures_dir() or figures_dir(root=ROOT)
+
+
+def _student_figures(match) -> str:
+    return 'figures_dir("exercises"' + (f", {match.group(1)})" if match.group(1) else ")")
 
 
 def exercise_version(source: str, lesson: str, origin: str = "") -> str:
@@ -53,7 +58,7 @@ def exercise_version(source: str, lesson: str, origin: str = "") -> str:
                 out.append(stub_source(get_exercise(current)))
                 stub_written = True
             continue
-        out.append(line.replace(FIGURES_CALL, STUDENT_FIGURES_CALL))
+        out.append(FIGURES_CALL.sub(_student_figures, line))
     close_block()
     missing = declared - set(found)
     if missing:
@@ -62,7 +67,8 @@ def exercise_version(source: str, lesson: str, origin: str = "") -> str:
     header = (f"# Exercise version of {origin or 'lesson ' + lesson}, written by "
               f"`python -m tinyinduction.exercises {lesson}`.\n"
               "# Fill in every function that raises NotImplementedError, then run its cell: the\n"
-              "# check under it says what is wrong, or that it is right. Figures go to figures/exercises/.\n")
+              "# check under it says what is wrong, or that it is right. Figures go to figures/exercises/.\n"
+              f"# Check every exercise of this file at once: python -m tinyinduction.exercises check {lesson}\n")
     return header + "".join(out)
 
 
@@ -95,8 +101,8 @@ def write_exercise_version(lesson: str, lessons: Path, out: Path, force: bool = 
     target = out / source_path.name
     if target.exists():
         if not force:
-            raise FileExistsError(f"{target} exists (your work?); it is kept. Use --force to "
-                                  "write a fresh copy (the old one is kept as a .bak file)")
+            raise FileExistsError(errno.EEXIST, f"{target} exists (your work?); it is kept. Use --force "
+                                  "to write a fresh copy (the old one is kept as a .bak file)", str(target))
         backup = _backup_name(target)
         shutil.copy2(target, backup)
         print(f"kept your previous file as {backup}")
@@ -104,13 +110,64 @@ def write_exercise_version(lesson: str, lessons: Path, out: Path, force: bool = 
     return target
 
 
+def default_exercise_file(lesson: str, lessons: Path) -> Path:
+    """lessons/exercises/NN_....py, the file `python -m tinyinduction.exercises NN` writes."""
+    available = find_lessons(lessons)
+    if lesson not in available:
+        raise ValueError(f"lesson {lesson!r}: no file {lessons}/{lesson}_*.py; lessons: {sorted(available)}")
+    return lessons / "exercises" / available[lesson].name
+
+
+def _lessons_dir(option) -> Path:
+    lessons = Path(option) if option else lessons_dir()
+    if lessons is None or not lessons.is_dir():
+        raise ValueError("no lessons/ directory found: run this from your checkout of tinyinduction "
+                         "(or install it with pip install -e .), or give --lessons-dir")
+    return lessons
+
+
+def check_main(argv) -> int:
+    """python -m tinyinduction.exercises check NN [FILE]: 0 if every exercise is correct."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tinyinduction.exercises check",
+        description="Check every exercise of a lesson's exercise file at once, without running the "
+                    "lesson (its training). One verdict per exercise; exit status 0 only if all "
+                    "are correct, 1 if not, 2 for a usage error.")
+    parser.add_argument("lesson", help="lesson number, e.g. 01")
+    parser.add_argument("file", nargs="?", help="the exercise file (default: lessons/exercises/NN_*.py "
+                                                "of this checkout)")
+    parser.add_argument("--lessons-dir", help="where the lessons are (default: this checkout's lessons/)")
+    parser.add_argument("--brief", action="store_true", help="only the verdicts, no details")
+    args = parser.parse_args(argv)
+    try:
+        registry = load_all()
+        with_exercises = sorted({ex.lesson for ex in registry.values()})
+        if args.lesson not in with_exercises:
+            raise ValueError(f"lesson {args.lesson!r} has no exercises; lessons with exercises: {with_exercises}")
+        path = Path(args.file) if args.file else default_exercise_file(args.lesson, _lessons_dir(args.lessons_dir))
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file" + ("" if args.file else
+                             f"; write it with `python -m tinyinduction.exercises {args.lesson}`"))
+        report = check_file(args.lesson, path)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_report(report, details=not args.brief)
+    return 0 if report.passed else 1
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["check"]:
+        return check_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m tinyinduction.exercises",
         description="Write the exercise version of a lesson (functions to fill in, with checks), "
-                    "list the exercises, or print a solution.")
+                    "list the exercises, or print a solution. "
+                    "`python -m tinyinduction.exercises check NN [FILE]` checks a whole exercise file.")
     parser.add_argument("lessons", nargs="*", help="lesson numbers, e.g. 01 02")
-    parser.add_argument("--all", action="store_true", help="every lesson that has exercises")
+    parser.add_argument("--all", action="store_true",
+                        help="every lesson that has exercises (existing files are kept)")
     parser.add_argument("--list", action="store_true", help="list the exercises of every lesson")
     parser.add_argument("--solution", metavar="NAME", help="print the solution of exercise NAME")
     parser.add_argument("--out", help="output directory (default lessons/exercises)")
@@ -119,30 +176,47 @@ def main(argv=None) -> int:
                         help="overwrite an existing exercise file (it is copied to a .bak file first)")
     args = parser.parse_args(argv)
     try:
-        if args.solution:
+        if args.solution is not None:
+            others = [text for text, given in (("lesson numbers " + " ".join(args.lessons), args.lessons),
+                                               ("--all", args.all), ("--list", args.list)) if given]
+            if others:
+                raise ValueError(f"--solution {args.solution} prints one solution and takes nothing "
+                                 f"else; drop {' and '.join(others)}")
             show_solution(args.solution)
             return 0
         registry = load_all()
+        with_exercises = sorted({ex.lesson for ex in registry.values()})
         if args.list:
-            for lesson in sorted({ex.lesson for ex in registry.values()}):
+            for lesson in with_exercises:
                 print(f"lesson {lesson}: " + ", ".join(ex.name for ex in exercises_of(lesson)))
             return 0
-        lessons = Path(args.lessons_dir) if args.lessons_dir else lessons_dir()
-        if lessons is None or not lessons.is_dir():
-            raise ValueError("no lessons/ directory found: install from a checkout "
-                             "(pip install -e .) or give --lessons-dir")
-        chosen = sorted({ex.lesson for ex in registry.values()}) if args.all else args.lessons
-        if not chosen:
+        if args.all and args.lessons:
+            raise ValueError(f"give lesson numbers or --all, not both (got {' '.join(args.lessons)} and --all)")
+        if not (args.all or args.lessons):
             parser.error("give lesson numbers (e.g. 01), --all, --list or --solution NAME")
-        out = Path(args.out) if args.out else lessons / "exercises"
+        lessons = _lessons_dir(args.lessons_dir)
+        chosen = [n for n in with_exercises if n in find_lessons(lessons)] if args.all else args.lessons
         for lesson in chosen:
             if not exercises_of(lesson):
-                raise ValueError(f"lesson {lesson!r} has no exercises; lessons with exercises: "
-                                 f"{sorted({ex.lesson for ex in registry.values()})}")
-            path = write_exercise_version(lesson, lessons, out, args.force)
-            print(f"wrote {path} ({len(exercises_of(lesson))} exercises: "
-                  f"{', '.join(ex.name for ex in exercises_of(lesson))})")
-    except (ValueError, KeyError, FileExistsError, OSError) as error:
+                raise ValueError(f"lesson {lesson!r} has no exercises; lessons with exercises: {with_exercises}")
+        out = Path(args.out) if args.out else lessons / "exercises"
+        kept = []
+        for lesson in chosen:
+            names = ", ".join(ex.name for ex in exercises_of(lesson))
+            try:
+                path = write_exercise_version(lesson, lessons, out, args.force)
+            except FileExistsError as error:
+                kept.append(lesson)
+                print(f"kept {error.filename} (your work; --force writes a fresh copy and keeps "
+                      "yours as a .bak file)")
+                continue
+            print(f"wrote {path} ({len(exercises_of(lesson))} exercises: {names})")
+        if kept and not args.all:
+            print(f"error: {len(kept)} of the files you asked for exist and were kept", file=sys.stderr)
+            return 2
+        if chosen:
+            print(f"check your work: python -m tinyinduction.exercises check NN (e.g. {chosen[0]})")
+    except (ValueError, KeyError, OSError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -39,8 +39,8 @@ from typing import Any, Callable
 
 
 from .. import __version__
-from ..runs import (check_output_dir, describe_differences, identity_differences, to_jsonable,
-                    write_atomic, write_json)
+from ..jsonio import to_jsonable, write_atomic, write_json
+from ..runs import check_output_dir, describe_differences, identity_differences
 from ..sweep import connect_scheduler, run_dir_name, run_grid
 from . import EXPERIMENTS, provenance
 from .provenance import finished_before, training_seconds

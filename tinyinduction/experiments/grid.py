@@ -24,7 +24,7 @@ import itertools
 import json
 from pathlib import Path
 
-from ..config import PRESETS, preset
+from ..presets import PRESETS, preset
 from ..subcircuits import normalise_spec, parse_clamp_option
 from ..sweep import RunSpec, make_task
 

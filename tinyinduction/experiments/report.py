@@ -30,7 +30,7 @@ import re
 from pathlib import Path
 
 from . import EXPERIMENTS
-from ..runs import write_atomic
+from ..jsonio import write_atomic
 from .base import Row, format_table, format_value, load, run_experiment
 
 PAGE = "figures/README.md"     # at the paper's setting; like the experiments' runs and figures,

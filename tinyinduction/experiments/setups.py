@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import ModelConfig, TaskConfig, TrainConfig, preset
+from ..config import ModelConfig, TrainConfig
+from ..presets import preset
+from ..tasks.fewshot import TaskConfig
 from ..tasks.fewshot import FewShotTask
 from ..sweep import make_task
 from ..train import fit_model_to_task

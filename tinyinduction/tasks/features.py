@@ -27,6 +27,8 @@ import os
 
 import numpy as np
 
+from ..checks import check_int
+
 __all__ = [
     "builtin_features",
     "feature_statistics",
@@ -39,14 +41,6 @@ __all__ = [
 
 # Names TaskConfig.features accepts besides a path to a .npy file.
 FEATURE_SOURCES = ("builtin", "glyphs")
-
-
-# --------------------------------------------------------------------------- checks
-def check_int(owner: str, name: str, value, minimum: int) -> int:
-    # bool is an int subclass but `n_labels=True` is surely a mistake.
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{owner}.{name} = {value!r}: must be an integer >= {minimum}")
-    return int(value)
 
 
 

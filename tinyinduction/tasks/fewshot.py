@@ -29,6 +29,8 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from ..batches import FewShotBatch
+
 # The feature tables live in .features; their public names are re-exported here so that
 # `from tinyinduction.tasks.fewshot import builtin_features` keeps working.
 from .features import (builtin_features, check_feature_table, feature_statistics,  # noqa: F401
@@ -54,21 +56,6 @@ _MAX_ORDERED_ROWS = 100_000
 
 
 # --------------------------------------------------------------------------- batches
-class FewShotBatch(NamedTuple):
-    """B sequences ``x_1 l_1 ... x_C l_C x_q``, kept as separate arrays (tokens are built by the model)."""
-
-    exemplars: np.ndarray   # [B, C+1, F] float32 features: context exemplars (in sequence order) then the query
-    labels: np.ndarray      # [B, C] int64 label ids of the context pairs, in sequence order
-    target: np.ndarray      # [B] int64 correct label of the query (= labels[b, query_pair[b]])
-    query_pair: np.ndarray  # [B] int64 index (0..C-1) of the context pair whose class is the query's class
-    classes: np.ndarray     # [B, C+1] int64 class ids (context..., query)
-
-    @property
-    def batch_size(self) -> int:
-        """Number of sequences B (len(batch) is the number of fields, as for any tuple)."""
-        return int(self.target.shape[0])
-
-
 # --------------------------------------------------------------------------- task
 class _LabelTable(NamedTuple):
     """Every (label ordering, placement of the items) of one label split, as rows j.

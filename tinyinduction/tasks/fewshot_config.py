@@ -11,7 +11,8 @@ import numbers
 import os
 from dataclasses import dataclass
 
-from .features import FEATURE_SOURCES, check_int, parse_feature_source
+from ..checks import check_int
+from .features import FEATURE_SOURCES, parse_feature_source
 
 # The small preset's features: the built-in recipe before `reproduce features` tuned
 # the defaults for the paper preset (see TaskConfig.small).

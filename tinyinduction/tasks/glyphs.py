@@ -44,7 +44,7 @@ from scipy import ndimage
 
 from ..paths import cache_directory
 from .convfeatures import random_conv_features
-from .features import check_int
+from ..checks import check_int
 
 __all__ = ["SCRIPTS", "glyph_images", "glyph_features", "glyph_classes", "cache_directory"]
 

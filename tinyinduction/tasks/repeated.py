@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from ..model import TokenBatch
+from ..batches import TokenBatch
 
 
 def _check_int(name, value, low):

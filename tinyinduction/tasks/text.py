@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import TokenBatch
+from ..batches import TokenBatch
 from .bpe import cached_arrays, cached_bpe
 
 BOS, UNK = 0, 1
