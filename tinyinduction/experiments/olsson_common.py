@@ -15,7 +15,8 @@ import numpy as np
 from .. import text_measures as tm
 from ..config import ModelConfig, TrainConfig
 from ..model import TokenBatch, init_params
-from ..runs import checkpoint_paths, write_atomic
+from ..jsonio import write_atomic
+from ..runs import checkpoint_paths
 from ..sweep import RunSpec
 from ..tasks.repeated import (fitting_prefix_length, prefix_matching_candidates,
                               prefix_matching_tokens, repeated_tokens)

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..runs import to_jsonable
+from ..jsonio import to_jsonable
 from ..sweep import RunSpec
 from . import olsson_analysis as oa
 from .base import Row
