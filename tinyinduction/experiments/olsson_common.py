@@ -30,7 +30,7 @@ ICL_BAND = oa.ICL_BAND
 N_PROBE_SEQUENCES = 32           # prefix-matching and repeated-token sequences (paper: 10)
 HELDOUT_FRACTION = 0.2           # a fifth of the files: enough windows for standard errors <= 0.02
 STEPS, CHECKPOINT_EVERY = 10_000, 250   # exploration, seed 1: heads at steps 2,750-3,250; room for later seeds
-QUICK_VOCAB, QUICK_CTX, QUICK_BATCH, QUICK_STEPS, QUICK_EVERY = 256, 32, 32, 2500, 100
+QUICK_VOCAB, QUICK_CTX, QUICK_BATCH, QUICK_STEPS, QUICK_EVERY = 256, 32, 32, 1500, 100
 N_ABLATION_WINDOWS = 4096        # the ablation's 2 + 15 passes per model on every window would take ~15 min
 
 

@@ -33,7 +33,8 @@ def _mark_phase(ax, model):
 
 def training_figure(path, trajectories, results, note=""):
     names = list(trajectories)
-    fig, axes = plt.subplots(3, len(names), figsize=(3.3 * len(names), 8.4), sharex="col", squeeze=False)
+    fig, axes = plt.subplots(3, len(names), figsize=(max(3.3 * len(names), 8.0), 8.6), sharex="col",
+                             squeeze=False)
     loss_range = [np.inf, -np.inf]
     for col, name in enumerate(names):
         tr, res = trajectories[name], results["models"][name]
@@ -78,8 +79,8 @@ def training_figure(path, trajectories, results, note=""):
     axes[1, 0].set_ylabel(f"ICL score, plain windows (nats)\nloss@{late}±{band} − loss@{early}±{band}")
     axes[2, 0].set_ylabel("prefix-matching score\n(dotted: layer 0, solid: layer 1)")
     fig.suptitle(titled("Olsson et al. on Python source (BPE): loss, ICL score (± s.e.) and prefix matching "
-                        "over training; grey: the phase change (10% to 90% of the rise), dashed: halfway",
-                        note), fontsize=10)
+                        "over training\ngrey: the phase change (10% to 90% of the best head's rise); dashed: "
+                        "halfway", note), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -160,35 +161,38 @@ def heads_figure(path, results, note=""):
 def ablation_figure(path, results, note=""):
     panels = [(key, model) for key, model in (("ablation", "2L"), ("ablation_second_seed", "2L_second_seed"))
               if results.get(key)]
-    fig, axes = plt.subplots(1, 2 * len(panels), figsize=(5 * len(panels) + 1, 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, 2 * len(panels), figsize=(4.2 * 2 * len(panels), 4.8), squeeze=False)
     one = results["models"].get("1L")
+    labels = ["clean", "induction\nheads ablated", "as many other\nheads ablated"]
     for index, (key, model) in enumerate(panels):
         a = results[key]
         heads = ", ".join(f"L{l}H{h}" for l, h in a["induction_heads"])
-        labels = ["clean", f"induction heads\nablated ({heads})", "as many other\nheads ablated"]
         for offset, (scores, title) in enumerate(((a, "plain held-out windows"),
                                                   (a["repeated"], "held-out windows that repeat a span"))):
             ax = axes[0, 2 * index + offset]
             values = [scores["clean_icl_score"], scores["induction_heads_icl_score"], scores["other_heads_icl_score"]]
             errors = [scores["clean_icl_score_sem"], scores["induction_heads_icl_score_sem"],
                       scores["other_heads_icl_score_sem"] or 0.0]
-            bars = ax.bar(labels, [np.nan if v is None else v for v in values], yerr=errors, capsize=4,
-                          color=["0.5", "tab:red", "tab:blue"])
-            for bar, value in zip(bars, values):
+            ax.bar(range(3), [np.nan if v is None else v for v in values], yerr=errors, capsize=4, width=0.6,
+                   color=["0.5", "tab:red", "tab:blue"])
+            for x, value in enumerate(values):
                 if value is not None:
-                    ax.annotate(f"{value:+.3f}", (bar.get_x() + 0.02, value), ha="left",
-                                va="top" if value < 0 else "bottom", fontsize=8)
+                    ax.annotate(f"{value:+.3f}", (x + 0.32, value), ha="left", va="center", fontsize=8)
             if scores["other_heads_icl_scores"]:
                 ax.scatter([2] * len(scores["other_heads_icl_scores"]), scores["other_heads_icl_scores"],
                            color="k", s=8, zorder=3, label="each set of other heads")
             if offset == 0 and one is not None:
                 ax.axhline(one["icl_score"], color=COLOURS["1L"], ls="--", lw=1, label="1L, clean")
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="best")
             ax.axhline(0, color="k", lw=0.6)
-            ax.set_title(f"{model}: {title}", fontsize=9)
-            ax.tick_params(axis="x", labelsize=7)
+            ax.set_xticks(range(3))
+            ax.set_xticklabels(labels, fontsize=8)
+            ax.set_xlim(-0.5, 2.9)
+            ax.set_title(f"{model}: {title}\ninduction heads {heads}\nablated - clean: "
+                         f"{scores['induction_heads_change']:+.3f} ± {scores['induction_heads_change_sem']:.3f} "
+                         "(paired)", fontsize=8)
     axes[0, 0].set_ylabel("ICL score (nats)\nnegative = later tokens are easier")
-    fig.suptitle(titled("zero-ablating the 2-layer models' induction heads (error bars: standard error over "
+    fig.suptitle(titled("zero-ablating the 2-layer models' induction heads\n(error bars: standard error over "
                         "windows)", note), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
