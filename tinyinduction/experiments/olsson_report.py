@@ -18,12 +18,13 @@ def setting_text(results) -> str:
     early, late = s["icl_positions"]
     models = results["models"]
     second = results.get("second_seed_model")
+    trained = ", ".join(name for name in models if name != second)
     seeds = f"seed {models['2L']['seed']}" + (f", and the 2-layer model again on seed {models[second]['seed']}"
                                               if second else "")
     return (
         f"**Setting.** Attention-only models, {s['n_heads']} heads of {s['d_head']} per layer, d_model "
-        f"{s['d_model']}, RoPE, pre-LayerNorm, untied unembedding; 1 and 2 layers, each with and without the "
-        f"smeared key; {seeds}. Text: the Python standard library's source ({fp['files']} files, "
+        f"{s['d_model']}, RoPE, pre-LayerNorm, untied unembedding; {trained} (`_smeared`: with Olsson's "
+        f"smeared key); {seeds}. Text: the Python standard library's source ({fp['files']} files, "
         f"{fp['characters']:,} characters; a fifth of the files held out: {fp['heldout_files']}), "
         f"as a byte-pair encoding of {t['vocab_size']:,} tokens learnt on the training files "
         f"({t['chars_per_token']:.2f} characters per token on held-out files; UNK rate {t['unk_rate_heldout']:.1e}; "
