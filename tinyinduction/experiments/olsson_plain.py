@@ -52,8 +52,8 @@ class SingleRun:
 
 
 PLAIN = (
-    SingleRun("B16_T64", 16, 64, 60_000, 2_500, why="the default's batch x context: 1,024 tokens a step"),
-    SingleRun("B64_T64", 64, 64, 15_000, 625, why="4x the batch x context, the same tokens in all"),
+    SingleRun("B16_T64", 16, 64, 40_000, 2_500, why="the default's batch x context: 1,024 tokens a step"),
+    SingleRun("B64_T64", 64, 64, 10_000, 625, why="4x the batch x context, the same tokens in all"),
 )
 QUICK_PLAIN = (SingleRun("B16_T32", 16, 32, 300, 100), SingleRun("B32_T32", 32, 32, 150, 50))
 EXPLORATION = (
