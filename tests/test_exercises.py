@@ -153,6 +153,9 @@ def test_mistake_hints_sign_factor_and_axis_order():
     axes = (("row", "col"),)
     assert "opposite sign" in "\n".join(compare_outputs(-expected, expected, ("x",), axes))
     assert "times 2" in "\n".join(compare_outputs(2 * expected, expected, ("x",), axes))
+    # one number: only a simple factor is named (any number is some multiple of another)
+    assert "times 1.41421" in "\n".join(compare_outputs(np.sqrt(2) * 0.35, 0.35, ("x",)))
+    assert "times" not in "\n".join(compare_outputs(0.345, 0.351, ("x",)))
     lines = compare_outputs(expected.T, expected, ("x",), axes)
     assert "shape (3, 2) but should have shape (2, 3) [row, col]" in lines[0]
     assert "[col, row]" in lines[1]
@@ -326,6 +329,8 @@ def test_command_line_writes_keeps_student_work_and_lists(tmp_path, capsys):
     (["--all", "--solution", "product_gradient"], "drop --all"),
     (["--list", "--solution", "product_gradient"], "drop --list"),
     (["--all", "01"], "lesson numbers or --all, not both"),
+    (["--list", "01"], "--list lists every lesson's exercises and takes nothing else; drop lesson numbers 01"),
+    (["--list", "--all"], "takes nothing else; drop --all"),
 ])
 def test_command_line_refuses_options_it_would_ignore(argv, words, capsys):
     assert main(argv) == 2

@@ -145,3 +145,25 @@ def test_a_stopped_reproduce_writes_no_results_and_the_same_command_finishes(tmp
         return value
 
     assert results(out) == results(reference)
+
+
+def test_a_stop_ends_reproduce_all_and_the_same_command_continues(tmp_path, short_quick):
+    from tinyinduction.experiments import report
+    from tinyinduction.sweep import GridStopped
+    names = ["seeds", "heads"]
+
+    def terminate_once_training():
+        deadline = time.time() + 60
+        while not (tmp_path / "seeds_quick" / "runs" / "seed=5" / "history.json").exists() \
+                and time.time() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_once_training, daemon=True).start()
+    with pytest.raises(GridStopped, match="stopped by SIGTERM"):
+        report.run_all(quick=True, out=tmp_path, names=names, log=lambda *a: None)
+    assert not (tmp_path / "seeds_quick" / "results.json").exists()
+    assert not (tmp_path / "heads_quick").exists() and not (tmp_path / "REPORT.md").exists()
+    page = report.run_all(quick=True, out=tmp_path, names=names, log=lambda *a: None)
+    assert page == tmp_path / "REPORT.md" and page.exists()
+    assert (tmp_path / "seeds_quick" / "results.json").exists() and (tmp_path / "heads_quick" / "results.json").exists()

@@ -70,13 +70,17 @@ def test_one_and_two_jobs_give_identical_results(tmp_path):
                {k: v for k, v in b.items() if k != "wall_time"}
 
 
-def test_an_out_holding_another_grid_is_refused(tmp_path):
+def test_an_out_holding_another_grid_is_refused_and_a_grid_continues_to_more_steps(tmp_path):
     run_grid([tiny(1, steps=10)], tmp_path, grid_name="first", log=quiet)
     with pytest.raises(ValueError, match="holds the grid 'first'"):
         run_grid([tiny(1, steps=10)], tmp_path, grid_name="second", log=quiet)
-    with pytest.raises(ValueError, match=r"run seed=1 there has other settings \(train.lr"):
+    with pytest.raises(ValueError, match=r"run seed=1 there has other settings \(train.lr: 0.001 there, 0.002 here"):
         run_grid([RunSpec("seed=1", MODEL, TASK, tiny(1, steps=10).train.replace(lr=2e-3))],
                  tmp_path, grid_name="first", log=quiet)
+    # steps (like checkpoint_every and log_every) do not change a run: the grid goes on
+    longer = run_grid([tiny(1, steps=20)], tmp_path, grid_name="first", log=quiet)["seed=1"]
+    assert longer.status == "finished" and longer.history()["step"] == [0, 10, 20]
+    assert json.loads((tmp_path / "grid.json").read_text())["runs"]["seed=1"]["train"]["steps"] == 20
 
 
 def test_a_failing_run_stops_the_others_which_save(tmp_path):

@@ -53,7 +53,7 @@ from typing import Any
 
 from .config import ModelConfig, TrainConfig
 from .jsonio import write_atomic
-from .runs import check_output_dir
+from .runs import check_output_dir, describe_differences, identity_differences
 from .tasks.fewshot import TaskConfig
 
 SCHEDULER_TIMEOUT_S = 10
@@ -238,18 +238,11 @@ def train_one(spec: RunSpec, out_dir: str, stop_when=None, log_every: bool = Fal
                       time.perf_counter() - started, stopped_by=result.stopped_by)
 
 
-def _describe_difference(old: dict, new: dict, prefix="") -> str:
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            if isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
-                return _describe_difference(old[key], new[key], f"{prefix}{key}.")
-            return f"{prefix}{key}: {old.get(key)!r} there, {new.get(key)!r} here"
-    return ""
-
-
 def grid_record(out: Path, grid_name: str, specs) -> dict:
     """What out/grid.json will hold for this grid; refuses an out that holds another grid
-    (or a run of this one with other settings). Reads only."""
+    (or a run of this one with other settings: the bookkeeping fields steps,
+    checkpoint_every and log_every may change, as for a run, so a grid can be continued
+    to more steps). Reads only."""
     path = out / "grid.json"
     record = {"grid": grid_name, "runs": {spec.name: spec.settings() for spec in specs}}
     if not path.exists():
@@ -264,10 +257,10 @@ def grid_record(out: Path, grid_name: str, specs) -> dict:
         raise ValueError(f"--out {out} holds the grid {old.get('grid')!r}, not {grid_name!r}; "
                          "choose another --out")
     for name, settings in record["runs"].items():
-        if name in old["runs"] and old["runs"][name] != settings:
+        differences = identity_differences(old["runs"][name], settings) if name in old["runs"] else []
+        if differences:
             raise ValueError(f"--out {out}: run {name} there has other settings ("
-                             f"{_describe_difference(old['runs'][name], settings)}); choose "
-                             "another --out")
+                             f"{describe_differences(differences)}); choose another --out")
     return {"grid": grid_name, "runs": {**old["runs"], **record["runs"]}}
 
 

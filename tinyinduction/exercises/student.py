@@ -184,6 +184,9 @@ def main(argv=None) -> int:
                                  f"else; drop {' and '.join(others)}")
             show_solution(args.solution)
             return 0
+        if args.list and (args.lessons or args.all):
+            raise ValueError("--list lists every lesson's exercises and takes nothing else; drop "
+                             + ("lesson numbers " + " ".join(args.lessons) if args.lessons else "--all"))
         registry = load_all()
         with_exercises = sorted({ex.lesson for ex in registry.values()})
         if args.list:
@@ -214,7 +217,9 @@ def main(argv=None) -> int:
         if kept and not args.all:
             print(f"error: {len(kept)} of the files you asked for exist and were kept", file=sys.stderr)
             return 2
-        if chosen:
+        if len(chosen) == 1:
+            print(f"check your work: python -m tinyinduction.exercises check {chosen[0]}")
+        elif chosen:
             print(f"check your work: python -m tinyinduction.exercises check NN (e.g. {chosen[0]})")
     except (ValueError, KeyError, OSError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

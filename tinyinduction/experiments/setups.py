@@ -15,9 +15,8 @@ import dataclasses
 
 from ..config import ModelConfig, TrainConfig
 from ..presets import preset
-from ..tasks.fewshot import TaskConfig
-from ..tasks.fewshot import FewShotTask
 from ..sweep import make_task
+from ..tasks.fewshot import FewShotTask, TaskConfig
 from ..train import fit_model_to_task
 
 QUICK_STEPS = 1500
