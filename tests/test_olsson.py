@@ -2,13 +2,14 @@
 asserting the effect it exists to show (a 2-layer model forms a prefix-matching head that
 a 1-layer model cannot)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tinyinduction.cli import main
 from tinyinduction.config import ModelConfig
-from tinyinduction.experiments import olsson, olsson_common, olsson_plain
+from tinyinduction.experiments import olsson, olsson_claims, olsson_common, olsson_plain
 from tinyinduction.experiments import olsson_analysis as oa
 from tinyinduction.model import TokenBatch, init_params
 
@@ -189,6 +190,11 @@ def test_plain_runs_end_to_end_and_are_read_beside_the_default(tmp_path, capsys,
     assert outcome["B8_T32"]["max_prefix_matching"] == runs["B8_T32"]["max_prefix_matching"]
     assert "B16_T32" in olsson.report({"mode": "plain", "runs": outcome})
     assert olsson_plain.read_outcome(tmp_path / "nothing") is None
+    assert olsson_plain.outcome_status(out) == "finished"
+    assert olsson_plain.outcome_status(tmp_path / "nothing") == "not run"
+    (tmp_path / "started").mkdir()
+    (tmp_path / "started" / "reproduce.json").write_text("{}")        # a --plain run still going
+    assert olsson_plain.outcome_status(tmp_path / "started") == "unfinished"
 
 
 def test_measures_over_training_are_stored_and_only_new_checkpoints_measured(tmp_path, monkeypatch):
@@ -213,3 +219,59 @@ def test_measures_over_training_are_stored_and_only_new_checkpoints_measured(tmp
     later = olsson_common.over_training(tmp_path, config, probes, seed=0)
     assert later["step"].tolist() == [0, 5] and len(calls) == 2                    # only step 5 is new
     assert later["loss"][0] == first["loss"][0]
+
+
+QUICK_RESULTS = Path(__file__).parent / "data" / "quick_results" / "olsson.json"
+
+
+def _summary(phase_step, why="", status="finished"):
+    """A --plain/--explore run's outcome as results["plain"] holds it (olsson_plain.SUMMARY_KEYS)."""
+    return {"why": why, "n_layers": 2, "vocab_size": 1024, "batch_size": 16, "n_ctx": 64, "repeat_fraction": 0.0,
+            "heldout_fraction": 0.2, "seed": 5, "steps": 40_000, "tokens": 40_000 * 1024, "planned_steps": 40_000,
+            "status": status, "max_prefix_matching": 0.1 if phase_step is None else 0.6,
+            "phase_change_step": phase_step, "phase_change_tokens": None if phase_step is None else phase_step * 1024,
+            "phase_change_onset_step": None, "phase_change_end_step": None, "icl_score": -0.3,
+            "icl_score_sem": 0.05, "loss": 3.5, "wall_seconds": 7200.0}
+
+
+def test_table_rows_every_claim_with_theirs_the_gap_and_the_standard_error_target():
+    results = json.loads(QUICK_RESULTS.read_text())
+    results["models"]["2L_second_seed"] = dict(results["models"]["2L"], seed=6)
+    results["second_seed_model"] = "2L_second_seed"
+    rows = olsson.table(results)
+    claims = [r for r in rows if r.quantity.startswith("claim ")]
+    assert [r.quantity.split()[1] for r in claims] == ["1", "2", "3", "4", "5", "6", "7", "2", "3", "4", "6"]
+    assert all(r.paper == olsson_claims.PAPER[int(r.quantity.split()[1])] for r in claims)          # theirs
+    assert all(r.note.startswith(("agrees", "DISAGREES", "not measured")) for r in claims)
+    assert [r.quantity for r in claims[7:]] == [f"claim {n} (2L_second_seed, seed 6)" for n in (2, 3, 4, 6)]
+    gap = next(r for r in rows if r.quantity.startswith("2L - 1L"))
+    assert gap.ours == results["models"]["2L"]["icl_diff_vs_1L"] and "paired" in gap.note
+    assert any("induction heads" in r.quantity and "zeroed" in r.quantity for r in rows)
+    largest = rows[-1]
+    assert largest.quantity.startswith("largest standard error")
+    assert largest.ours == max(m[k] for m in results["models"].values() for k in m
+                               if k.startswith("icl_") and k.endswith("_sem") and m[k] is not None)
+    for m in results["models"].values():
+        for key in m:
+            if key.endswith("_sem") and m[key] is not None:
+                m[key] = 0.01
+    assert olsson.table(results)[-1].note.endswith("(met)")
+    results["models"]["2L"]["icl_diff_vs_1L_sem"] = 0.03
+    assert olsson.table(results)[-1].ours == 0.03 and "2L icl_diff_vs_1L_sem" in olsson.table(results)[-1].note
+    assert "NOT met" in olsson.table(results)[-1].note
+
+
+def test_report_puts_plain_and_exploration_beside_the_default_or_says_why_not():
+    results = json.loads(QUICK_RESULTS.read_text())
+    results["plain"] = {"B16_T64": _summary(None), "B64_T64": _summary(6_000, status="stopped")}
+    results["exploration"] = {"2L_V1024_T32_B32_r0.9": _summary(900, why="its ICL went up: failed")}
+    text = olsson.report(results)
+    plain_part, explore_part = text.split("(`--plain`)")[1].split("(`--explore`")
+    assert "| B16_T64 |" not in explore_part and "r0.9" not in plain_part
+    assert "| B16_T64 |" in plain_part and "| none |" in plain_part
+    assert "| B64_T64 |" in plain_part and "(stopped)" in plain_part and "6.1M tokens" in plain_part
+    assert "its ICL went up: failed" in explore_part                       # the failed runs are shown
+    results["plain"] = results["exploration"] = None
+    results["beside_status"] = {"plain": "unfinished", "exploration": "not run"}
+    text = olsson.report(results)
+    assert "not finished when this ran" in text and "Not run beside this one" in text

@@ -33,7 +33,7 @@ from . import olsson_analysis as oa
 from .base import Row
 from .olsson_claims import all_claims
 from .olsson_report import headline, report  # noqa: F401 (the results page's text)
-from .olsson_plain import read_outcome, run_single_runs, single_runs, single_runs_table
+from .olsson_plain import outcome_status, read_outcome, run_single_runs, single_runs, single_runs_table
 from .olsson_common import (ICL_BAND, MODELS, SECOND_SEED, icl_on_all_windows, make_probes, over_training,
                             params_at, run_specs, setting, source_of, vocab_of)
 
@@ -147,6 +147,7 @@ def run(ctx) -> dict:
                             "chars_per_token": fp["chars_per_token_heldout"],
                             "unk_rate_heldout": fp["unk_rate_heldout"]}
     results["plain"], results["exploration"] = _beside(ctx, "_plain"), _beside(ctx, "_explore")
+    results["beside_status"] = {"plain": _beside_status(ctx, "_plain"), "exploration": _beside_status(ctx, "_explore")}
     results["pca"] = {"explained_variance": pca["explained_variance"]}
     results["settings"] = {"text": s.text.to_dict(), "fingerprint": fp, "n_heads": s.n_heads,
                            "d_model": s.d_model, "d_head": s.d_head, "train": s.train.to_dict(),
@@ -193,21 +194,32 @@ def _across_phase_change(ctx, name, m, configs, seeds, summaries, probes, trajec
     m["pca_turn_degrees_1L_same_steps"] = oa.pca_turn_degrees(pca["1L"], pca_steps, onset, end)
 
 
+def _beside_dir(ctx, suffix) -> Path:
+    """DIR_plain or DIR_explore beside this run's DIR (runs/reproduce/olsson_plain by default)."""
+    return Path(ctx.out).with_name(Path(ctx.out).name + suffix)
+
+
 def _beside(ctx, suffix):
-    """The outcome of the --plain or --explore runs if they ran beside this one (DIR_plain,
-    DIR_explore), else None."""
-    if ctx.quick:
-        return None
-    return read_outcome(Path(ctx.out).with_name(Path(ctx.out).name + suffix))
+    """The outcome of the --plain or --explore runs if they finished beside this one, else None."""
+    return None if ctx.quick else read_outcome(_beside_dir(ctx, suffix))
+
+
+def _beside_status(ctx, suffix) -> str:
+    return "not run" if ctx.quick else outcome_status(_beside_dir(ctx, suffix))
 
 
 # ---------------------------------------------------------------- table and report
 
 
 def table(results) -> list[Row]:
+    """Olsson's claims (ours, theirs, agrees?), then each model's final ICL score and its
+    difference from 1L, the ablations, and the largest standard error against its target."""
     if "mode" in results:
         return single_runs_table(results)
-    rows = [Row(f"claim {c.number}: {c.claim}", c.ours, "", _agrees(c)) for c in all_claims(results)]
+    second = results.get("second_seed_model")
+    claims = all_claims(results)                 # the main seed's 7, then the second seed's (if any)
+    rows = [Row(f"claim {c.number}" + (f" ({second}, seed {results['models'][second]['seed']})" if i >= 7 else ""),
+                c.ours, c.claim, _agrees(c)) for i, c in enumerate(claims)]
     m = results["models"]
     for name in m:
         r = m[name]
@@ -216,7 +228,39 @@ def table(results) -> list[Row]:
         if r.get("icl_diff_vs_1L") is not None:
             rows.append(Row(f"{name} - 1L: final ICL score (same windows)", r["icl_diff_vs_1L"],
                             "about -0.4" if name == "2L" else "", f"± {r['icl_diff_vs_1L_sem']:.3f} s.e. (paired)"))
+    for key, name in (("ablation", "2L"), ("ablation_second_seed", second)):
+        a = results.get(key)
+        if a:
+            rows += [Row(f"{name}: ICL score, clean (ablation windows)", a["clean_icl_score"], "",
+                         f"± {a['clean_icl_score_sem']:.3f} s.e."),
+                     Row(f"{name}: ICL score, induction heads {a['induction_heads']} zeroed",
+                         a["induction_heads_icl_score"], "most of the ICL score gone",
+                         f"± {a['induction_heads_icl_score_sem']:.3f} s.e.; paired change "
+                         f"{a['induction_heads_change']:+.3f} ± {a['induction_heads_change_sem']:.3f}"),
+                     Row(f"{name}: ICL score, as many other heads zeroed (mean over sets)",
+                         a["other_heads_icl_score"], "much less change",
+                         "" if a["other_heads_icl_score"] is None else
+                         f"± {a['other_heads_icl_score_sem']:.3f} s.e. (mean); {len(a['other_heads_icl_scores'])} "
+                         f"sets, {min(a['other_heads_icl_scores']):+.3f} to {max(a['other_heads_icl_scores']):+.3f}")]
+    largest = largest_standard_error(results)
+    if largest is not None:
+        value, what = largest
+        rows.append(Row("largest standard error of a final, before or after ICL score or paired difference", value,
+                        "", f"{what}; target <= {SEM_TARGET} ({'met' if value <= SEM_TARGET else 'NOT met'})"))
     return rows
+
+
+SEM_TARGET = 0.02           # issue 15: the final scores' standard errors, paired between models
+
+
+def largest_standard_error(results) -> tuple[float, str] | None:
+    """(the largest, which) of the standard errors of every model's final, before and after
+    ICL scores and paired differences (not the ablation's, on fewer windows)."""
+    keys = ("icl_score_sem", "icl_diff_vs_1L_sem", "icl_score_before_sem", "icl_score_after_sem",
+            "icl_change_at_phase_change_sem", "icl_change_vs_1L_same_steps_sem")
+    found = [(m[k], f"{name} {k}") for name, m in results["models"].items() for k in keys
+             if m.get(k) is not None and np.isfinite(m[k])]
+    return max(found) if found else None
 
 
 def _agrees(claim) -> str:

@@ -156,6 +156,15 @@ def read_outcome(directory) -> dict | None:
     return to_jsonable({label: {k: run.get(k) for k in SUMMARY_KEYS} for label, run in runs.items()})
 
 
+def outcome_status(directory) -> str:
+    """ "finished" (results.json there), "unfinished" (started: reproduce.json but no
+    results.json yet: running, or stopped) or "not run"."""
+    directory = Path(directory)
+    if (directory / "results.json").is_file():
+        return "finished"
+    return "unfinished" if (directory / "reproduce.json").is_file() else "not run"
+
+
 def single_runs_table(results) -> list[Row]:
     rows = []
     paper = "induction heads form (~0.2-2B tokens in the known small reproductions)" \

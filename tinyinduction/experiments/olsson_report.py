@@ -1,10 +1,9 @@
 """The results page's text for `reproduce olsson` (report(results) -> Markdown): the
-setting, Olsson et al.'s claims (ours, theirs, agrees?), the --plain and --explore
-outcomes. Every number is formatted from results.json; none is typed here."""
+setting, where the claims are (the table's first rows: olsson.table), the --plain and
+--explore outcomes. Every number is formatted from results.json; none is typed here."""
 from __future__ import annotations
 
 from .base import Row
-from .olsson_claims import all_claims
 
 
 def _cell(text) -> str:
@@ -42,21 +41,18 @@ def setting_text(results) -> str:
         f"{text['n_ctx']}).")
 
 
-def claims_table(results) -> str:
-    lines = ["| # | Olsson et al. | ours | agrees? |", "|---|---|---|---|"]
-    second = results.get("second_seed_model")
-    for claim in all_claims(results):
-        word = {True: "yes", False: "**no**", None: "not measured"}[claim.agrees]
-        criterion = f" ({claim.criterion})" if claim.criterion else ""
-        number = f"{claim.number}" + (" (second seed)" if second and claim.ours.startswith(second) else "")
-        lines.append(f"| {number} | {_cell(claim.claim)} | {_cell(claim.ours)} | {word}{_cell(criterion)} |")
-    return "\n".join(lines)
-
-
-def single_runs_text(outcome, mode) -> str:
+def single_runs_text(outcome, mode, status=None) -> str:
+    """The --plain or --explore runs as a table; without them, why not (status: from
+    results["beside_status"]; None in results written before it was recorded)."""
     if not outcome:
-        command = "reproduce olsson --plain" if mode == "plain" else "reproduce olsson --explore"
-        return f"Not run beside this one (`python -m tinyinduction {command}`)."
+        command = f"python -m tinyinduction reproduce olsson --{'plain' if mode == 'plain' else 'explore'}"
+        if status == "unfinished":
+            return (f"Started beside this one but not finished when this ran (still running, or stopped: `{command}` "
+                    "continues it); run `python -m tinyinduction reproduce olsson` again when it has finished "
+                    "(finished runs are reused) to bring its outcome here.")
+        if status == "not run":
+            return f"Not run beside this one (`{command}`)."
+        return f"No outcome beside this one when it ran (`{command}`)."
     lines = ["| run | why | layers | BPE | batch x context | repeated | steps (tokens) | best prefix matching "
              "| phase change | final ICL score | wall time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, r in outcome.items():
@@ -74,12 +70,15 @@ def single_runs_text(outcome, mode) -> str:
 def report(results) -> str:
     if "mode" in results:                          # a --plain or --explore DIR of its own
         return single_runs_text(results["runs"], results["mode"])
-    parts = [setting_text(results), "**Olsson et al.'s claims** (criteria in "
-             "`tinyinduction/experiments/olsson_claims.py`, fixed before the decisive runs):", claims_table(results),
+    status = results.get("beside_status") or {}
+    parts = [setting_text(results),
+             "**Olsson et al.'s claims** are the table's first rows: ours, theirs, and whether they agree by a "
+             "criterion written down in `tinyinduction/experiments/olsson_claims.py` before the decisive runs "
+             "(seeds 5 and 6) were made.",
              "**Plain text only (`--plain`)**: does a 2-layer model form induction heads without repeated spans, "
-             "and when?", single_runs_text(results.get("plain"), "plain"),
+             "and when?", single_runs_text(results.get("plain"), "plain", status.get("plain")),
              "**Exploratory runs (`--explore`, seed 1)** that chose this setting, the failed ones included:",
-             single_runs_text(results.get("exploration"), "explore")]
+             single_runs_text(results.get("exploration"), "explore", status.get("exploration"))]
     return "\n\n".join(parts)
 
 
