@@ -200,26 +200,28 @@ def ablation_figure(path, results, note=""):
 
 
 def plain_figure(path, runs, mode="plain", note=""):
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for label, r in runs.items():
+    """--plain / --explore runs against tokens seen: one colour per run in every panel."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6))
+    for i, (label, r) in enumerate(runs.items()):
+        color = plt.cm.tab10(i % 10)
         tokens = np.asarray(r["steps_over_training"]) * r["tokens_per_step"] / 1e6
-        axes[0].plot(tokens, r["best_prefix_matching_over_training"], marker=".", ms=3,
-                     label=f"{label}: best prefix matching")
-        axes[0].plot(tokens, r["previous_token_over_training"], ls=":", lw=1, label=f"{label}: previous token (L0)")
-        axes[1].plot(tokens, r["icl_score_over_training"], marker=".", ms=3, label=label)
-        axes[2].plot(tokens[1:], np.asarray(r["loss_over_training"])[1:], marker=".", ms=3, label=label)
+        axes[0].plot(tokens, r["best_prefix_matching_over_training"], color=color, marker=".", ms=3, label=label)
+        axes[0].plot(tokens, r["previous_token_over_training"], color=color, ls=":", lw=1)
+        axes[1].plot(tokens, r["icl_score_over_training"], color=color, marker=".", ms=3)
+        axes[2].plot(tokens[1:], np.asarray(r["loss_over_training"])[1:], color=color, marker=".", ms=3)
     axes[0].axhline(0.3, color="0.5", ls="--", lw=0.8)
     axes[0].set_ylim(-0.02, 1.02)
-    axes[0].set_ylabel("score of the best head")
+    axes[0].set_ylabel("best head: prefix matching (solid),\nlayer-0 previous token (dotted)")
     axes[1].axhline(0, color="0.6", lw=0.6)
     axes[1].set_ylabel("ICL score, plain held-out windows (nats)")
     axes[2].set_ylabel("plain held-out loss (nats per token)")
     for ax in axes:
         ax.set_xlabel("training tokens (millions)")
-        ax.legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8, frameon=False)
     title = ("2-layer models on plain Python source only (no repeated spans): does an induction head form?"
              if mode == "plain" else "exploratory runs (seed 1) that chose the default setting")
     fig.suptitle(titled(title + " (dashed: prefix matching 0.3)", note), fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
