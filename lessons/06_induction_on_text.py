@@ -59,8 +59,8 @@ QUICK = quick_mode()
 # (BPE) on the training files: start from single characters, and merge the most frequent
 # adjacent pair into a new token, again and again, up to 1,024 tokens. A pre-split keeps
 # merges inside identifier runs, numbers, runs of symbols or indentation, so a token is
-# often a whole name or a common part of one. (Learning it takes a few seconds the first
-# time; it is stored under ~/.cache/tinyinduction.)
+# often a whole name or a common part of one. (It is learnt once, then read back from
+# ~/.cache/tinyinduction.)
 
 # %%
 s = setting(quick=QUICK, seed=5)
@@ -123,8 +123,8 @@ reveal("06.copying", char_copy=f"{char_copy:.0%}", char_bigram=f"{char_bigram:.0
        bpe_copy=f"{bpe_copy:.0%}", bpe_bigram=f"{bpe_bigram:.0%}")
 
 # %% [markdown]
-# Even so, a small model trained on plain code for minutes does not grow induction
-# heads (`reproduce olsson --plain` measures how long it takes). So half of the training
+# Even so, on plain code alone a small model needs far more training before induction
+# heads form (`reproduce olsson --plain` measures how much). So half of the training
 # windows repeat a span of real text (`repeat_fraction=0.5`): in those, copying is always
 # right. Everything below is measured on *plain* held-out windows.
 
