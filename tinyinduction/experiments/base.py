@@ -257,11 +257,12 @@ def claim_out(out: Path, name: str, quick: bool, options: dict) -> dict:
     return record
 
 
-def _provenance(ctx, started_at, load_start) -> dict:
-    """When, where and on what code the experiment ran, and its runs (trained or reused)."""
+def _provenance(ctx, started_at, load_start, code) -> dict:
+    """When, where and on what code (the commit when it started: it ran the code it imported
+    then) the experiment ran, and its runs (trained or reused)."""
     return {"started": started_at, "jobs": ctx.jobs, "machine": provenance.machine(),
             "load": {"start": load_start, "end": provenance.load_average()},
-            "commit": provenance.commit(),
+            "commit": code,
             "runs": {"count": len(ctx.runs), "reused": sum(r["reused"] for r in ctx.runs.values()),
                      "train_seconds": round(sum(r["train_seconds"] for r in ctx.runs.values()), 1),
                      "each": ctx.runs}}
@@ -301,6 +302,7 @@ def run_experiment(name: str, seed: int | None = None, out=None, jobs: int = 1, 
     # everything is checked: now DIR is this setting's
     write_json(out / RECORD_FILE, record, indent=1)
     started, started_at, load_start = time.perf_counter(), provenance.now(), provenance.load_average()
+    code = provenance.commit()
     setting_text = ctx.figure_note or "the paper's setting"
     log(f"reproduce {name} ({setting_text}): runs and results in {out}, figures in {figures}, "
         f"{jobs} job{'s' if jobs > 1 else ''}")
@@ -311,7 +313,7 @@ def run_experiment(name: str, seed: int | None = None, out=None, jobs: int = 1, 
                                            **{k: options[k] for k in ("plain", "explore", "vocab") if k in options},
                                            "wall_seconds": round(wall, 1), "version": __version__,
                                            "figures": ctx.figure_files, **_provenance(ctx, started_at,
-                                                                                     load_start)}})
+                                                                                     load_start, code)}})
     write_json(out / "results.json", results, indent=1)
     rows = module.table(results)
     _write_text(out / "table.md", format_table(rows, markdown=True) + "\n")
