@@ -247,18 +247,23 @@ def test_table_rows_every_claim_with_theirs_the_gap_and_the_standard_error_targe
     gap = next(r for r in rows if r.quantity.startswith("2L - 1L"))
     assert gap.ours == results["models"]["2L"]["icl_diff_vs_1L"] and "paired" in gap.note
     assert any("induction heads" in r.quantity and "zeroed" in r.quantity for r in rows)
-    largest = rows[-1]
-    assert largest.quantity.startswith("largest standard error")
-    assert largest.ours == max(m[k] for m in results["models"].values() for k in m
-                               if k.startswith("icl_") and k.endswith("_sem") and m[k] is not None)
+    final, around = rows[-2:]
+    assert final.quantity.startswith("largest standard error of a final")
+    assert final.ours == max(m[k] for m in results["models"].values() for k in ("icl_score_sem", "icl_diff_vs_1L_sem")
+                             if m[k] is not None)
+    assert around.ours == max(m[k] for m in results["models"].values() for k in m
+                              if k.startswith(("icl_score_before", "icl_score_after", "icl_change"))
+                              and k.endswith("_sem") and m[k] is not None)
     for m in results["models"].values():
         for key in m:
             if key.endswith("_sem") and m[key] is not None:
                 m[key] = 0.01
-    assert olsson.table(results)[-1].note.endswith("(met)")
+    assert olsson.table(results)[-2].note.endswith("(met)")
     results["models"]["2L"]["icl_diff_vs_1L_sem"] = 0.03
-    assert olsson.table(results)[-1].ours == 0.03 and "2L icl_diff_vs_1L_sem" in olsson.table(results)[-1].note
-    assert "NOT met" in olsson.table(results)[-1].note
+    assert olsson.table(results)[-2].ours == 0.03 and "2L icl_diff_vs_1L_sem" in olsson.table(results)[-2].note
+    assert "NOT met" in olsson.table(results)[-2].note
+    results["models"]["2L"]["icl_change_at_phase_change_sem"] = 0.05          # not a final score: no target
+    assert olsson.table(results)[-1].ours == 0.05 and olsson.table(results)[-2].ours == 0.03
 
 
 def test_report_puts_plain_and_exploration_beside_the_default_or_says_why_not():
