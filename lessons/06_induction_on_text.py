@@ -179,7 +179,10 @@ layer, head = (int(i) for i in np.unravel_index(final.argmax(), final.shape))
 print(f"strongest induction head: L{layer}H{head} ({final[layer, head]:.2f})")
 print("phase change: none" if window is None else
       f"phase change: the best head rises from step {window[0]:,} to step {window[1]:,}")
-print("previous-token score on text, layer 0:", np.round(trajectory["previous_token"][-1][0], 2))
+previous_token = trajectory["previous_token"][-1][0]                       # [H] of layer 0
+previous_head = int(previous_token.argmax())
+print("previous-token score on text, layer 0:", np.round(previous_token, 2),
+      f"-> previous-token head L0H{previous_head}")
 
 fig, ax = plt.subplots(figsize=(7, 3.8))
 for l in range(config.n_layers):
@@ -278,7 +281,8 @@ fig.savefig(FIGURES / "06_attention_on_code.png", dpi=110)
 
 # %%
 reveal("06.completion", after=f"{cache['pattern', layer][0, head, t, earlier + 1]:.2f}",
-       copy=f"{cache['pattern', layer][0, head, t, earlier]:.2f}")
+       copy=f"{cache['pattern', layer][0, head, t, earlier]:.2f}", previous_head=f"L0H{previous_head}",
+       previous_score=f"{previous_token[previous_head]:.2f}")
 
 # %% [markdown]
 # ## The ICL score before and after the phase change
