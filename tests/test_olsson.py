@@ -49,6 +49,15 @@ def test_pca_turn_measures_the_angle_between_before_and_after():
     assert oa.pca_turn_degrees(straight, steps, 400, 600) == pytest.approx(0, abs=1e-6)
 
 
+def test_pca_path_lengths_see_a_jump_that_does_not_turn():
+    steps = np.arange(0, 1100, 100)
+    x = np.where(steps < 400, steps * 0.01, np.where(steps <= 600, 4 + (steps - 400) * 0.5, 104 + (steps - 600) * 0.01))
+    points = np.stack([x, np.zeros_like(x)], axis=1)                  # one direction, fast from 400 to 600
+    lengths = oa.pca_path_lengths(points, steps, 400, 600)
+    assert lengths == pytest.approx({"before": 2.0, "during": 100.0, "after": 2.0})
+    assert oa.pca_turn_degrees(points, steps, 400, 600) == pytest.approx(0, abs=1e-6)
+
+
 def test_tiled_windows_do_not_overlap():
     stream = np.arange(1000)
     batch = oa.tiled_windows(stream, 9)
@@ -90,6 +99,22 @@ def test_ablation_compares_the_induction_heads_with_every_other_set():
     assert result["repeated"]["clean_icl_score"] == pytest.approx(result["clean_icl_score"])   # same windows here
     weak = oa.ablation(params, config, windows, prefix * 0.1)   # nobody reaches the threshold
     assert weak["induction_heads"] == [[1, 0]] and "best head" in weak["rule"]
+
+
+def test_copying_ablation_zeroes_the_copying_heads_then_the_others():
+    config = ModelConfig(n_layers=1, n_heads=3, d_model=8, d_head=4, input_kind="tokens", d_vocab=12,
+                         n_ctx=16, dtype="float64")
+    params = init_params(config, 0)
+    rng = np.random.default_rng(0)
+    windows = TokenBatch(rng.integers(0, 12, (8, 16)), rng.integers(0, 12, (8, 16)))
+    result = oa.copying_ablation(params, config, windows, [[0.9, -0.3, 0.7]])
+    assert result["copying_heads"] == [[0, 0], [0, 2]] and result["other_heads"] == [[0, 1]]
+    zeroed = oa.icl_with_heads_zeroed(params, config, windows, [(0, 0), (0, 2)])
+    assert result["copying_heads_icl_score"] == pytest.approx(np.nanmean(zeroed))
+    assert result["copying_heads_change"] == pytest.approx(np.nanmean(zeroed) - result["clean_icl_score"])
+    assert result["other_heads_icl_score"] != result["clean_icl_score"]
+    none = oa.copying_ablation(params, config, windows, [[0.1, 0.2, 0.3]])       # no copying head
+    assert none["copying_heads"] == [] and none["copying_heads_change"] == 0
 
 
 def test_settings_and_specs():
@@ -136,6 +161,8 @@ def test_reproduce_olsson_quick_end_to_end(tmp_path, capsys):
     assert a["rule"].startswith("prefix matching")
     assert a["induction_heads_change"] > 0
     assert a["induction_heads_icl_score"] > a["other_heads_icl_score"]          # the mean over sets
+    assert set(results["ablation_1L"]) >= {"copying_heads", "copying_heads_change", "other_heads_change"}
+    assert set(models["2L"]["pca_path_lengths"]) == {"before", "during", "after"}
     for stem in ("olsson_training_quick", "olsson_pca_quick", "olsson_heads_quick", "olsson_ablation_quick"):
         assert (tmp_path / "figures" / f"{stem}.png").stat().st_size > 10_000
     table = (tmp_path / "table.md").read_text()
@@ -280,3 +307,21 @@ def test_report_puts_plain_and_exploration_beside_the_default_or_says_why_not():
     results["beside_status"] = {"plain": "unfinished", "exploration": "not run"}
     text = olsson.report(results)
     assert "not finished when this ran" in text and "Not run beside this one" in text
+
+
+def test_report_says_where_ours_differ_with_the_measured_explanations():
+    results = json.loads(QUICK_RESULTS.read_text())
+    two = results["models"]["2L"]
+    two.update(pca_turn_degrees=11.0, pca_turn_degrees_1L_same_steps=15.0,
+               pca_path_lengths={"before": 3.5, "during": 27.0, "after": 4.3},
+               pca_path_lengths_1L_same_steps={"before": 3.1, "during": 2.3, "after": 0.5})
+    results["ablation_1L"] = {"copying_heads": [[0, 1], [0, 2]], "other_heads": [[0, 0], [0, 3]],
+                              "clean_icl_score": -0.3, "copying_heads_icl_score": -0.032,
+                              "copying_heads_change": 0.268, "copying_heads_change_sem": 0.019,
+                              "other_heads_icl_score": -0.461}
+    text = olsson.report(results)
+    assert "Zeroing its copying heads (L0H1, L0H2) takes its ICL score from -0.300 to -0.032" in text
+    assert "turns by 11 degrees" in text and "moves 27.0" in text and "3.1, 2.3, 0.5" in text
+    assert f"{two['icl_score_over_training'][-1]:+.3f} on the subset" in text
+    two.update(pca_turn_degrees=80.0)                                       # claim 7 agrees: nothing to explain
+    assert "Claim 7" not in olsson.report(results)

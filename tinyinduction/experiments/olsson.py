@@ -142,6 +142,11 @@ def run(ctx) -> dict:
             results[key] = oa.ablation(params, configs[name], probes.ablation_windows,
                                        results["models"][name]["prefix_matching"],
                                        {"repeated": probes.repeated_windows})
+    if "1L" in configs:               # where the 1-layer model's ICL score comes from, without induction heads
+        ctx.log("ablating 1L's copying heads ...")
+        params = params_at(summaries["1L"].out_dir, configs["1L"], seeds["1L"], int(trajectories["1L"]["step"][-1]))
+        results["ablation_1L"] = oa.copying_ablation(params, configs["1L"], probes.ablation_windows,
+                                                     results["models"]["1L"]["copying_score_weights"])
     results["second_seed_model"] = SECOND_SEED if SECOND_SEED in configs else None
     results["tokenizer"] = {"kind": fp["tokenizer"], "vocab_size": task.d_vocab,
                             "chars_per_token": fp["chars_per_token_heldout"],
@@ -171,7 +176,7 @@ def _across_phase_change(ctx, name, m, configs, seeds, summaries, probes, trajec
     keys = ("icl_score_before", "icl_score_before_sem", "icl_score_after", "icl_score_after_sem",
             "icl_change_at_phase_change", "icl_change_at_phase_change_sem", "icl_change_vs_1L_same_steps",
             "icl_change_vs_1L_same_steps_sem", "loss_at_phase_change", "pca_turn_degrees",
-            "pca_turn_degrees_1L_same_steps")
+            "pca_turn_degrees_1L_same_steps", "pca_path_lengths", "pca_path_lengths_1L_same_steps")
     m.update(dict.fromkeys(keys))
     onset, end = m["phase_change_onset_step"], m["phase_change_end_step"]
     if onset is None or "1L" not in configs:
@@ -192,6 +197,8 @@ def _across_phase_change(ctx, name, m, configs, seeds, summaries, probes, trajec
     m["loss_at_phase_change"] = oa.loss_shape(m["steps"], m["loss_over_training"], onset, end)
     m["pca_turn_degrees"] = oa.pca_turn_degrees(pca[name], pca_steps, onset, end)
     m["pca_turn_degrees_1L_same_steps"] = oa.pca_turn_degrees(pca["1L"], pca_steps, onset, end)
+    m["pca_path_lengths"] = oa.pca_path_lengths(pca[name], pca_steps, onset, end)
+    m["pca_path_lengths_1L_same_steps"] = oa.pca_path_lengths(pca["1L"], pca_steps, onset, end)
 
 
 def _beside_dir(ctx, suffix) -> Path:

@@ -109,6 +109,20 @@ def pca_turn_degrees(points, steps, onset: int, end: int) -> float:
 # ---------------------------------------------------------------- comparisons across models
 
 
+def pca_path_lengths(points, steps, onset: int, end: int) -> dict:
+    """How far a PCA trajectory moves over the (end - onset) steps before onset, during the
+    phase change (onset -> end) and over as many steps after end: a jump shows as a long
+    "during" between short "before" and "after", whatever the turn (pca_turn_degrees)."""
+    steps, points = np.asarray(steps), np.asarray(points)
+    width = max(end - onset, int(np.diff(steps).min()) if steps.size > 1 else 1)
+
+    def at(step):
+        return points[int(np.clip(np.searchsorted(steps, step), 0, steps.size - 1))]
+    return {"before": float(np.linalg.norm(at(onset) - at(onset - width))),
+            "during": float(np.linalg.norm(at(end) - at(onset))),
+            "after": float(np.linalg.norm(at(end + width) - at(end)))}
+
+
 def loss_pca(per_token: dict, first: int = 1) -> dict:
     """Olsson's per-token-loss PCA. per_token: {model: [C, N]} losses at fixed (window,
     position) pairs for every checkpoint. Checkpoints from index `first` on (the
@@ -140,6 +154,32 @@ def induction_heads(prefix_final) -> tuple[list, str]:
     return [max(heads, key=lambda head: prefix_final[head])], "none reaches the threshold: the best head"
 
 
+def icl_with_heads_zeroed(params, config, batch: TokenBatch, heads) -> np.ndarray:
+    """[windows] ICL score of each window with these (layer, head)s' outputs zeroed."""
+    clamps = [zero_ablate_head(l, h) for l, h in heads]
+    return tm.icl_per_window(tm.per_position_losses(params, config, batch, clamps), band=ICL_BAND)
+
+
+def copying_ablation(params, config, windows: TokenBatch, copying_weights, threshold: float = 0.5) -> dict:
+    """Where a model without induction heads gets its ICL score: zero its copying heads
+    (OV eigenvalue copying score [L, H] > threshold: they raise the logits of the tokens
+    they attend to), then instead every other head; each with its standard error and its
+    paired change from clean."""
+    copying_weights = np.asarray(copying_weights)
+    heads = [(l, h) for l in range(config.n_layers) for h in range(config.n_heads)]
+    copying = [head for head in heads if copying_weights[head] > threshold]
+    others = [head for head in heads if head not in copying]
+    clean = icl_with_heads_zeroed(params, config, windows, [])
+    out = {"copying_heads": [list(h) for h in copying], "other_heads": [list(h) for h in others],
+           "threshold": threshold, "clean_icl_score": float(np.nanmean(clean)),
+           "clean_icl_score_sem": tm.standard_error(clean)}
+    for label, zeroed in (("copying_heads", copying), ("other_heads", others)):
+        scores = icl_with_heads_zeroed(params, config, windows, zeroed) if zeroed else clean
+        out[f"{label}_icl_score"], out[f"{label}_icl_score_sem"] = float(np.nanmean(scores)), tm.standard_error(scores)
+        out[f"{label}_change"], out[f"{label}_change_sem"] = paired_change(scores, clean)
+    return out
+
+
 def ablation(params, config, windows: TokenBatch, prefix_final, extra_windows: dict | None = None) -> dict:
     """The ICL score with the induction heads zeroed, and with as many other heads zeroed
     (every set of that size), on `windows` (plain held-out text: the top-level keys) and
@@ -153,8 +193,7 @@ def ablation(params, config, windows: TokenBatch, prefix_final, extra_windows: d
 
     def scores(batch):
         def per_window(ablated):
-            clamps = [zero_ablate_head(l, h) for l, h in ablated]
-            return tm.icl_per_window(tm.per_position_losses(params, config, batch, clamps), band=ICL_BAND)
+            return icl_with_heads_zeroed(params, config, batch, ablated)
         clean = per_window([])
         ablated = per_window(induction)
         others_icl = [per_window(subset) for subset in other_sets]
