@@ -309,6 +309,10 @@ for label, step in (("before", before_step), ("after", after_step)):
           f"{np.nanmean(losses):.3f}")
 change, change_sem = paired_change(icl["after"], icl["before"])
 print(f"change: {change:+.3f} ± {change_sem:.3f} (paired), {abs(change) / change_sem:.0f} standard errors")
+curve = {label: trajectory["icl_score"][int(np.searchsorted(steps, step))]
+         for label, step in (("before", before_step), ("after", after_step))}
+print(f"the curve's fixed subset of {probes.windows.tokens.shape[0]:,} windows at the same steps: "
+      f"{curve['before']:+.3f} -> {curve['after']:+.3f} (change {curve['after'] - curve['before']:+.3f})")
 
 fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
 ax.bar([f"step {before_step:,}\n(before)", f"step {after_step:,}\n(after)"],
@@ -336,10 +340,23 @@ reveal("06.icl", before=f"{np.nanmean(icl['before']):+.3f}", after=f"{np.nanmean
        change=f"{change:+.3f}", sem=f"{change_sem:.3f}", n_se=f"{abs(change) / change_sem:.0f}")
 
 # %% [markdown]
+# The curve on the right reads a fixed subset of the windows at every checkpoint; the
+# bars read all of them. A subset is one sample of windows: its level can sit off the
+# full set's by a couple of its own standard errors, and since the same windows are read
+# at every step, it sits off by about as much at every step. The change across the phase
+# change, which pairs each window with itself, comes out much the same on both (the two
+# printed lines above).
+#
 # **What to take away.** On BPE tokens of code, copying what followed an earlier copy is
-# right far more often than a bigram table, so an induction head has something to give
-# on ordinary code. The heads form together, in a few hundred steps, after a long
-# stretch in which nothing in the prefix-matching scores moves: the phase change. And
-# the ICL score on plain held-out code moves with them. `reproduce olsson` measures the
-# rest: a 1-layer model for comparison, the smeared key, ablations, the PCA, a second
-# seed and Olsson's own plain-text regime.
+# right far more often than a bigram table (on characters it is not), so an induction
+# head has something to give on ordinary code. The induction heads form together, after
+# a long plateau in which no prefix-matching score moves, over far fewer steps than the
+# plateau took: the phase change. Across it the ICL score on plain held-out code drops
+# by many times its standard error. But not all of the ICL score is the induction
+# heads': it was already falling during the plateau, before any head formed, and a
+# 1-layer model, which cannot form induction heads, gets part of it too, from other uses
+# of the context (Olsson et al. find skip-trigrams in one-layer models: a token seen
+# earlier raises the odds of tokens that go with it). `reproduce olsson` measures the
+# induction heads' share: the 2-layer minus 1-layer difference on the same windows, and
+# ablating the heads; and the smeared key, the PCA, a second seed and Olsson's own
+# plain-text regime.
