@@ -245,7 +245,7 @@ for layer in range(config.n_layers):
 reveal("01.layouts-agree", largest=f"{largest:.0e}")
 
 # %% [markdown]
-# **Why the package uses another layout.** Inside `ops.py` the same arrays are stored
+# **Why the package uses another layout.** Inside `ops/` the same arrays are stored
 # feature-major with the batch innermost: q, k, v as [d_head, pos, head, batch] and
 # patterns as [query_pos, key_pos, head, batch]. At this model's size (5 positions,
 # d_head 8) NumPy spends its time on the overhead of each call and each inner loop, not

@@ -29,7 +29,7 @@ def memory_order(request):
     einsum contractions) and with every one stored heads outermost (the batched matmuls
     long sequences use; ops.heads_outer). Module-scoped, so that hypothesis accepts it."""
     from tinyinduction import ops
-    saved = ops.HEADS_OUTER_FROM
-    ops.HEADS_OUTER_FROM = 10**9 if request.param == "feature-major" else 1
+    saved = ops.heads.HEADS_OUTER_FROM
+    ops.heads.HEADS_OUTER_FROM = 10**9 if request.param == "feature-major" else 1
     yield request.param
-    ops.HEADS_OUTER_FROM = saved
+    ops.heads.HEADS_OUTER_FROM = saved

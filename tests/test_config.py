@@ -95,3 +95,21 @@ def test_replace_and_from_dict_say_what_is_wrong():
         ModelConfig.from_dict([("n_heads", 2)])
     with pytest.raises(ValueError, match="unknown fields \\['heads'\\]"):
         ModelConfig.from_dict({"heads": 2})
+
+
+def test_model_config_hash_is_cached_and_pickles_anew():
+    """ModelConfig hashes once (training looks it up in caches every step); a pickled copy
+    (a sweep worker's) hashes as a config made in its own process does."""
+    import pickle
+    import subprocess
+    import sys
+    config = ModelConfig(n_heads=4, dtype="float64")
+    assert hash(config) == hash(ModelConfig(n_heads=4, dtype="float64")) != hash(config.replace(n_heads=2))
+    assert "_hash" not in config.to_dict()
+    script = ("import pickle, sys; from tinyinduction.config import ModelConfig; "
+              "c = pickle.loads(sys.stdin.buffer.read()); "
+              "print(hash(c) == hash(ModelConfig(n_heads=4, dtype='float64')) and c == ModelConfig(n_heads=4, dtype='float64'))")
+    out = subprocess.run([sys.executable, "-c", script], input=pickle.dumps(config), capture_output=True,
+                         env={**__import__("os").environ, "PYTHONHASHSEED": "123"}, check=True)
+    assert out.stdout.strip() == b"True"
+

@@ -37,7 +37,24 @@ def test_reproduce_subcircuits_quick_b_and_c_remove_the_plateau(tmp_path, capsys
         assert lt[condition] is not None and lt[condition] < (lt["none"] or never) / 3, condition
         assert plateau[condition] < plateau["none"] / 3, condition
     assert set(results["curves"]["B"]) == {"step", "loss"}
-    assert set(results["toy_fit"]) == set(lt)
+    assert set(results["toy_fit"]) == set(lt) == set(results["near_chance_steps"])
+    assert results["n_labels"] == 5
+
+
+def test_plateau_steps_count_a_stretch_near_another_level():
+    """A's plateau sits near ln 5 (chance among five labels): counted with level=ln 5,
+    not by the ln 2 count; the report says where it is only when it is there."""
+    from tinyinduction.experiments.subcircuits import near_chance_sentence
+    ln5, steps = math.log(5), [0, 10, 20, 30, 40, 50, 60]
+    loss = [2.0, ln5 + 0.05, ln5, ln5 - 0.05, 0.3, 0.1, 0.0]
+    assert plateau_steps(steps, loss, level=ln5) == 20 and plateau_steps(steps, loss) == 0
+    results = {"n_labels": 5, "near_chance_steps": {"A": 810, "none": 150}}
+    sentence = near_chance_sentence(results)
+    assert "sits near ln 5" in sentence and "810 steps within 0.1 of ln 5" in sentence
+    assert "(none: 150)" in sentence
+    results["near_chance_steps"]["A"] = 300
+    assert "sits near" not in near_chance_sentence(results) and "300 steps" in near_chance_sentence(results)
+    assert near_chance_sentence({}) == ""        # results from before the measure
 
 
 def test_plateau_steps_count_the_stretch_near_ln2():

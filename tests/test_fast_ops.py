@@ -33,7 +33,7 @@ def _text_model(T, d_vocab=40, dtype="float32", **changes):
 def test_float32_model_keeps_float32_everywhere():
     config = ModelConfig.small()
     batch = FewShotTask(TaskConfig.small()).sample(np.random.default_rng(0), 4)
-    text = _text_model(ops.HEADS_OUTER_FROM + 1)     # heads outer, a large embedding table
+    text = _text_model(ops.heads.HEADS_OUTER_FROM + 1)     # heads outer, a large embedding table
     for config, batch in ((config, batch), text):
         params = init_params(config, seed=0)
         _, _, grads, cache = loss_and_grads(params, config, batch, record_activation_grads=True)
@@ -51,20 +51,20 @@ def test_heads_outer_memory_order_gives_the_same_model(setup, long, clamped):
     site stores its array feature-major: the two orders meet)."""
     config, batch, params = setup.config, setup.batch, setup.params
     if long:   # a text-like window past the threshold
-        config, batch = _text_model(ops.HEADS_OUTER_FROM + 3, dtype="float64",
+        config, batch = _text_model(ops.heads.HEADS_OUTER_FROM + 3, dtype="float64",
                                     positional=config.positional, layernorm=config.layernorm)
         params = init_params(config, 4)
     clamps = [Clamp("blocks.0.attn.hook_pattern", 0.25, np.s_[:, 0]),
               Clamp("blocks.0.attn.hook_v", 0.0, np.s_[:, :, -1])] if clamped else []
-    saved = ops.HEADS_OUTER_FROM
+    saved = ops.heads.HEADS_OUTER_FROM
     results = []
     try:
         for threshold in (10**9, 1):    # feature-major everywhere; heads outer everywhere
-            ops.HEADS_OUTER_FROM = threshold
+            ops.heads.HEADS_OUTER_FROM = threshold
             loss, acc, grads, cache = loss_and_grads(params, config, batch, clamps, True)
             results.append((loss, acc, grads, cache, training_loss_and_grads(params, config, batch, clamps)))
     finally:
-        ops.HEADS_OUTER_FROM = saved
+        ops.heads.HEADS_OUTER_FROM = saved
     (loss, acc, grads, cache, lean), (loss_h, acc_h, grads_h, cache_h, lean_h) = results
     np.testing.assert_allclose((loss_h, acc_h, lean_h[0]), (loss, acc, lean[0]), rtol=1e-12)
     for name in grads:
@@ -180,6 +180,49 @@ def test_bench_prints_where_the_step_goes(capsys):
     assert all(part > 0 for part in parts)
 
 
+def test_bench_times_a_clamped_step_against_the_plain_one(capsys):
+    """bench --clamp / --condition: the ratios as JSON (no timing asserted: speed is
+    measured, not tested), and a clear refusal of both at once."""
+    from tinyinduction.cli import main
+    assert main(["bench", "--preset", "small", "--repeats", "3", "--clamp", "A", "--only-head", "1:1",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"ms_per_step", "plain_ms_per_step", "ratio", "eval_ms", "plain_eval_ms",
+            "eval_ratio"} <= set(result) and result["repeats"] == 10    # one block of 10
+    assert "pattern" in result["clamps"] and result["ratio"] > 0 and result["eval_ratio"] > 0
+    assert main(["bench", "--preset", "small", "--repeats", "2", "--condition", "C", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["condition"] for row in rows] == ["C"] and rows[0]["ratio"] > 0
+    assert main(["bench", "--condition", "A", "--clamp", "A"]) == 2
+    assert "--condition names its own clamps" in capsys.readouterr().err
+
+
+def test_the_speed_sections_bench_commands_build_their_conditions_clamps():
+    """The reference manual's clamp-ratio table: one `bench --clamp/--only-head` command per
+    condition of subcircuits.condition_specs (induction head 3, previous-token head 2, as
+    `bench --condition`), each building that condition's clamps (in any order within a pass)."""
+    import re
+    import shlex
+    from pathlib import Path
+    from tinyinduction.cli import _clamps_from_options, build_parser
+    from tinyinduction.presets import preset
+    from tinyinduction.subcircuits import CONDITIONS, build_clamps, condition_specs
+    text = (Path(__file__).resolve().parent.parent / "tinyinduction" / "README.md").read_text()
+    rows = dict(re.findall(r"^\| ([\w+]+) \| `python -m tinyinduction (bench [^`]*)` \|", text, re.M))
+    assert sorted(rows) == sorted(CONDITIONS)
+    model = preset("paper")[0]
+
+    def clamps_by_pass(passes):
+        return {p.name: sorted(map(str, p.clamps)) for p in passes.passes}
+
+    for name, command in rows.items():
+        args = build_parser().parse_args(shlex.split(command))
+        assert args.json and not args.condition
+        built = _clamps_from_options(args, model, announce=False)
+        expected = build_clamps(condition_specs(name, induction_head=3, previous_token_head=2), model)
+        assert clamps_by_pass(built) == clamps_by_pass(expected), name
+
+
 @given(seed=seeds, n=st.integers(1, 50), steps=st.integers(1, 5), overwrite=st.booleans())
 def test_adam_in_place_equals_the_textbook_update(seed, n, steps, overwrite):
     """The in-place update (m = b1 (m - g) + g, corrections folded into two scalars,
@@ -202,23 +245,38 @@ def test_adam_in_place_equals_the_textbook_update(seed, n, steps, overwrite):
     np.testing.assert_allclose(optimizer.v, v, rtol=1e-10, atol=1e-15)
 
 
-@given(seed=seeds, D=small, T=st.integers(1, 5), H=small, B=small, E=small, first=st.integers(0, 4))
-def test_query_rows_projection_equals_the_full_one(seed, D, T, H, B, E, first):
-    """Keys and values everywhere, queries at some positions: the same numbers as the full
-    projection, and the same gradients as its backward with zero gradient elsewhere."""
+@given(seed=seeds, D=small, T=st.integers(1, 14), H=small, B=small, E=small, first=st.integers(0, 13),
+       wanted=st.sampled_from([(1, 1, 1), (1, 1, 0), (0, 1, 1), (0, 0, 1), (1, 0, 0)]))
+def test_projections_of_some_rows_and_some_kinds_equal_the_full_one(seed, D, T, H, B, E, first, wanted):
+    """Queries at some positions only, and only the projections read (None for the others):
+    the same numbers as the full projection, and the same gradients as its backward with
+    zero gradient elsewhere (T past ops.heads.HEADS_OUTER_FROM too: both memory orders)."""
     rng = np.random.default_rng(seed)
     queries = slice(min(first, T - 1), None)
     x, W_Q, W_K, W_V = _rand(rng, D, T, B), _rand(rng, H, D, E), _rand(rng, H, D, E), _rand(rng, H, D, E)
-    (q, k, v), saved = ops.qkv_query_rows_forward(x, W_Q, W_K, W_V, queries)
+    weights = [W if want else None for W, want in zip((W_Q, W_K, W_V), wanted)]
+    (q, k, v), saved = ops.qkv_forward(x, *weights, query_rows=queries)
     (q_all, k_all, v_all), saved_all = ops.qkv_forward(x, W_Q, W_K, W_V)
-    for fast, plain in ((q, q_all[:, queries]), (k, k_all), (v, v_all)):
-        np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
-    dq, dk, dv = _rand(rng, *q.shape), _rand(rng, *k.shape), _rand(rng, *v.shape)
-    dq_all = np.zeros_like(q_all)
-    dq_all[:, queries] = dq
-    for fast, plain in zip(ops.qkv_query_rows_backward(dq, dk, dv, saved),
-                           ops.qkv_backward(dq_all, dk, dv, saved_all)):
-        np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
+    for fast, plain, want in ((q, q_all[:, queries], wanted[0]), (k, k_all, wanted[1]), (v, v_all, wanted[2])):
+        if want:
+            np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
+        else:
+            assert fast is None
+    grads = [_rand(rng, *a.shape) if a is not None else None for a in (q, k, v)]
+    full = [np.zeros_like(q_all), np.zeros_like(k_all), np.zeros_like(v_all)]
+    if wanted[0]:
+        full[0][:, queries] = grads[0]
+    for i in (1, 2):
+        if wanted[i]:
+            full[i] = grads[i]
+    fast = ops.qkv_backward(*grads, saved)
+    plain = ops.qkv_backward(*full, saved_all)
+    np.testing.assert_allclose(fast[0], plain[0], rtol=1e-12, atol=1e-12)
+    for d_fast, d_plain, want in zip(fast[1:], plain[1:], wanted):
+        if want:
+            np.testing.assert_allclose(d_fast, d_plain, rtol=1e-12, atol=1e-12)
+        else:
+            assert d_fast is None
 
 
 def test_freed_memory_is_kept_for_reuse(monkeypatch):

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tinyinduction"
 LEVELS = [
     {"config", "checks", "jsonio", "batches", "paths", "blas", "memory"},   # foundations
     {"ops"},
-    {"params", "cache", "clamp", "forward", "backward", "model"},          # the model core
+    {"params", "cache", "clamp", "plan", "forward", "backward", "model"},  # the model core
     {"tasks"},
 ]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyinduction.checkpoint import load_checkpoint
+from tinyinduction.checkpoint import load_checkpoint, load_params
 from tinyinduction.clamp import zero_ablate_head
 from tinyinduction.jsonio import load_history
 from tinyinduction.presets import preset
@@ -209,7 +209,7 @@ def _broken(ckpt, entry):
     arrays = {f"param/{k}": v for k, v in ckpt["params"].items()}
     arrays.update(ckpt["optimizer"])
     arrays.update(accumulator=ckpt["accumulator"], data_rng=np.array(json.dumps(ckpt["data_rng"])),
-                  history=np.array(json.dumps(ckpt["history"])), configs=np.array(json.dumps(ckpt["configs"])),
+                  history=np.array(json.dumps(ckpt["history"])),
                   identity=np.array(json.dumps(ckpt["identity"])), step=ckpt["step"])
     m = ckpt["optimizer"]["adam.m"]
     broken = {
@@ -225,6 +225,26 @@ def _broken(ckpt, entry):
     }
     arrays[entry] = broken[entry]
     return arrays
+
+
+def test_a_checkpoint_holds_its_configs_once_and_refuses_one_without_a_model(finished_run, tmp_path):
+    """The configs live in the identity only; a checkpoint whose identity lacks the model
+    is refused by --resume and by load_params alike."""
+    path = finished_run / "checkpoints" / "step_40.npz"
+    with np.load(path) as data:
+        assert "configs" not in data.files
+    ckpt = load_checkpoint(path)
+    assert ckpt["configs"] == {key: ckpt["identity"][key] for key in ("model", "task", "train")}
+    arrays = _broken(ckpt, "adam.m")
+    arrays["adam.m"] = ckpt["optimizer"]["adam.m"]
+    arrays["identity"] = np.array(json.dumps({k: v for k, v in ckpt["identity"].items() if k != "model"}))
+    bad = tmp_path / "no_model.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(ValueError, match="entry identity has no model config"):
+        load_params(bad)
+    model, task, train_config = _short(steps=60)
+    with pytest.raises(ValueError, match="no model config"):
+        train(model, task, train_config, out_dir=tmp_path / "resumed", resume=bad, log=quiet)
 
 
 @pytest.mark.parametrize("entry", ["adam.m", "adam.v", "adam.t", "data_rng", "history", "accumulator",

@@ -3,6 +3,7 @@ import errno
 import json
 import os
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -219,6 +220,21 @@ def test_divergence_never_checkpoints_non_finite_parameters(tmp_path, lr, caught
         assert f"the last checkpoint with finite parameters is {latest}" in message
     else:
         assert "no checkpoint with finite parameters" in message
+
+
+@pytest.mark.parametrize("in_background", [False, True])
+def test_divergence_says_so_once_without_numpy_warnings(tmp_path, capsys, in_background):
+    """A diverging run ends in its one-line error, not after a dozen RuntimeWarnings."""
+    if in_background and background_evaluation_unavailable():
+        pytest.skip(f"no background evaluation here: {background_evaluation_unavailable()}")
+    from tinyinduction.cli import main
+    args = ["train", "--preset", "small", "--lr", "1e30", "--steps", "30", "--log-every", "0",
+            "--out", str(tmp_path / "run")] + ([] if in_background else ["--eval-here"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)      # a warning would fail the run
+        assert main(args) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "training diverged" in err
 
 
 def test_a_non_finite_gradient_under_a_finite_loss_is_caught_and_named(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """Benchmark: milliseconds per full training step (forward, backward, Adam), split into
-its parts, and the floor set by the step's matrix products alone.
+its parts, and the floor set by the step's matrix products alone; with clamps, the
+clamped step and evaluation against the plain ones, timed interleaved (their ratios).
 
 Two settings: a few-shot preset (presets.preset: the paper's network, T = 5), and `text`:
 the 2-layer model of the Olsson experiment (experiments/olsson.py: d_model 64, 4 heads of
@@ -10,6 +11,7 @@ the step's cost.
 from __future__ import annotations
 
 import numbers
+import os
 import time
 
 import numpy as np
@@ -142,3 +144,83 @@ def bench_matmuls_only(config, batch_size, n_positions=5, n_steps=500) -> float:
         if i >= WARMUP_STEPS:
             times.append(time.perf_counter() - start)
     return float(np.median(times) * 1e3)
+
+
+# ---------------------------------------------------------------- clamped against plain
+
+
+class _Trainer:
+    """One model's parameters and Adam state, stepped as train() steps them."""
+
+    def __init__(self, model_config, train_config, clamps):
+        self.config, self.clamps = model_config, clamps
+        self.flat, self.params = flatten_params(init_params(model_config, train_config.seed))
+        self.names = list(self.params)
+        self.optimizer = Adam(self.flat.size, train_config.lr, dtype=self.flat.dtype)
+        self.flat_grads = np.empty_like(self.flat)
+
+    def step(self, batch):
+        runs = training_forward(self.params, self.config, batch, self.clamps)
+        _, _, grads = training_backward(self.config, batch, runs)
+        del runs
+        self.optimizer.step(self.flat, flatten_grads(grads, self.names, out=self.flat_grads),
+                            overwrite_grads=True)
+
+
+BLOCK_STEPS = 10     # the clamped and the plain step alternate in blocks of this many steps
+
+
+def bench_clamped_step(model_config, task, train_config, clamps, n_steps=300, n_evals=5) -> dict:
+    """The clamped training step and evaluation against the plain ones, timed interleaved in
+    one process (blocks of BLOCK_STEPS steps; evaluations one by one), so that the ratios
+    survive a busy machine. Medians in milliseconds:
+
+    ms_per_step, plain_ms_per_step, ratio: the training step (forward, backward, Adam);
+    eval_ms, plain_eval_ms, eval_ratio: one evaluation of the task's evaluation sets (as
+    training runs it every eval_every steps); None for a task without evaluation sets.
+    """
+    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
+        raise ValueError(f"n_steps = {n_steps!r}: must be an integer >= 1 (--repeats)")
+    from .evaluation import evaluate_all
+    rng = np.random.default_rng(0)
+    batches = [task.sample(rng, train_config.batch_size) for _ in range(N_BATCHES)]
+    trainers = {"plain": _Trainer(model_config, train_config, ()),
+                "clamped": _Trainer(model_config, train_config, clamps)}
+    times = {name: [] for name in trainers}
+    n_blocks = -(-n_steps // BLOCK_STEPS)
+    for block in range(-2, n_blocks):                   # two blocks of each to warm up
+        for name, trainer in trainers.items():
+            for i in range(BLOCK_STEPS):
+                batch = batches[(block * BLOCK_STEPS + i) % N_BATCHES]
+                start = time.perf_counter()
+                trainer.step(batch)
+                if block >= 0:
+                    times[name].append(time.perf_counter() - start)
+    result = {"ms_per_step": _median_ms(times["clamped"]), "plain_ms_per_step": _median_ms(times["plain"])}
+    result["ratio"] = result["ms_per_step"] / result["plain_ms_per_step"]
+    eval_sets = task.eval_sets() if hasattr(task, "eval_sets") else None
+    eval_times = {name: [] for name in trainers}
+    if eval_sets:
+        for round_ in range(-1, n_evals):                # one round to warm up
+            for name, trainer in trainers.items():
+                start = time.perf_counter()
+                evaluate_all(trainer.params, model_config, eval_sets, trainer.clamps)
+                if round_ >= 0:
+                    eval_times[name].append(time.perf_counter() - start)
+    result.update(
+        eval_ms=_median_ms(eval_times["clamped"]) if eval_sets else None,
+        plain_eval_ms=_median_ms(eval_times["plain"]) if eval_sets else None)
+    result["eval_ratio"] = result["eval_ms"] / result["plain_eval_ms"] if eval_sets else None
+    result.update(repeats=len(times["plain"]), n_evals=n_evals if eval_sets else 0,
+                  eval_sequences=sum(_n_sequences(b) for b in eval_sets.values()) if eval_sets else 0,
+                  batch_size=train_config.batch_size, clamps=str(clamps),
+                  load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
+    return result
+
+
+def _median_ms(seconds) -> float:
+    return float(np.median(seconds) * 1e3)
+
+
+def _n_sequences(batch) -> int:
+    return int(np.asarray(batch[0]).shape[0])

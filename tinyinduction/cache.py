@@ -86,13 +86,21 @@ class ActivationCache(Mapping):
         nothing downstream needs them unless they are clamped), then kept like any other."""
         self._arrays[name] = _Lazy(compute)
 
+    def _store_internal(self, name, array, to_tl):
+        """The model's array in its internal layout: shown as array.transpose(to_tl), a
+        view made when first read (most never are)."""
+        self._arrays[name] = (array, to_tl)
+
     def __getitem__(self, key):
         name = full_name(key)
         try:
             array = self._arrays[name]
         except KeyError:
             raise KeyError(unknown_name_message(name, self._arrays)) from None
-        if isinstance(array, _Lazy):
+        if type(array) is tuple:
+            array = array[0].transpose(array[1])
+            self._store(name, array)
+        elif isinstance(array, _Lazy):
             array = array.compute()
             self._store(name, array)
         return array

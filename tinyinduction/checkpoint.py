@@ -7,7 +7,10 @@ uninterrupted one would:
     accumulator    [3] training loss, accuracy, steps summed since the last evaluation
     data_rng       the training sampler's bit-generator state (JSON)
     history        the evaluations so far (strict JSON)
-    configs        {"model", "task", "train"} dicts        identity   the run's identity
+    identity       the run's identity (runs.make_identity): its model, task and train
+                   configs, clamps, data fingerprint and version; the configs are held
+                   here once (checkpoints written before this held a `configs` entry too,
+                   and the oldest only that: both still load)
     step           the number of updates done
 
 `validate_checkpoint` checks every entry against the model and against each other before
@@ -26,14 +29,14 @@ from .config import ModelConfig
 from .model import check_params, param_shapes
 from .jsonio import history_from_json, strict_json, write_atomic
 
-REQUIRED = ("adam.m", "adam.v", "adam.t", "accumulator", "data_rng", "history", "configs")
+REQUIRED = ("adam.m", "adam.v", "adam.t", "accumulator", "data_rng", "history")
+CONFIG_KEYS = ("model", "task", "train")
 
 
-def save_checkpoint(path, params, optimizer, data_rng, history, accum, configs, identity=None,
-                    step=None):
+def save_checkpoint(path, params, optimizer, data_rng, history, accum, identity, step=None):
     """Write a checkpoint atomically (parameters must be finite: checked by the caller)."""
     write_checkpoint(path, checkpoint_state(params, optimizer, data_rng.bit_generator.state, accum),
-                     history, configs, identity, optimizer.t if step is None else step)
+                     history, identity, optimizer.t if step is None else step)
 
 
 def checkpoint_state(params, optimizer, data_rng_state: dict, accum) -> dict:
@@ -47,13 +50,14 @@ def checkpoint_state(params, optimizer, data_rng_state: dict, accum) -> dict:
     return state
 
 
-def write_checkpoint(path, state: dict, history, configs, identity, step):
-    """Write checkpoint_state(...) with the history, configs, identity and step, atomically."""
+def write_checkpoint(path, state: dict, history, identity, step):
+    """Write checkpoint_state(...) with the history, identity (configs included) and step,
+    atomically."""
+    if not isinstance(identity, dict) or not all(isinstance(identity.get(key), dict) for key in ("model", "train")):
+        raise ValueError("a checkpoint's identity must hold the run's model and train configs")
     arrays = dict(state)
     arrays["history"] = np.array(strict_json(history))
-    arrays["configs"] = np.array(strict_json(configs))
-    if identity is not None:
-        arrays["identity"] = np.array(strict_json(identity))
+    arrays["identity"] = np.array(strict_json(identity))
     arrays["step"] = np.array(step)
     write_atomic(Path(path), lambda handle: np.savez(handle, **arrays))
 
@@ -68,8 +72,9 @@ def _json_entry(path, contents, key):
 def load_checkpoint(path) -> dict:
     """Read a checkpoint without unpickling; a clear error if it is not one.
 
-    Returns {"params", "optimizer", "accumulator", "data_rng", "history", "configs",
-    "identity" (None for checkpoints written before identities), "step"}.
+    Returns {"params", "optimizer", "accumulator", "data_rng", "history", "configs" (the
+    identity's model, task and train configs), "identity" (None for checkpoints written
+    before identities: their configs come from their `configs` entry), "step"}.
     """
     path = Path(path)
     try:
@@ -82,6 +87,8 @@ def load_checkpoint(path) -> dict:
     except Exception as error:   # zip/format errors come in many types
         raise ValueError(f"checkpoint {path}: not a readable .npz checkpoint ({error})") from None
     missing = sorted(set(REQUIRED) - set(contents))
+    if not {"identity", "configs"} & set(contents):
+        missing.append("identity")
     if missing:
         raise ValueError(f"checkpoint {path}: missing entries {missing}")
     for key in ("data_rng", "history", "configs", "identity"):
@@ -90,14 +97,21 @@ def load_checkpoint(path) -> dict:
     history = _json_entry(path, contents, "history")
     if isinstance(history, dict) and all(isinstance(v, list) for v in history.values()):
         history = history_from_json(history)
+    identity = _json_entry(path, contents, "identity") if "identity" in contents else None
+    if identity is not None:
+        if not isinstance(identity, dict):
+            raise ValueError(f"checkpoint {path}: entry identity is not a JSON object")
+        configs = {key: identity.get(key) for key in CONFIG_KEYS}
+    else:
+        configs = _json_entry(path, contents, "configs")
     return {
         "params": {k[len("param/"):]: v for k, v in contents.items() if k.startswith("param/")},
         "optimizer": {k: contents[k] for k in ("adam.m", "adam.v", "adam.t")},
         "accumulator": contents["accumulator"],
         "data_rng": _json_entry(path, contents, "data_rng"),
         "history": history,
-        "configs": _json_entry(path, contents, "configs"),
-        "identity": _json_entry(path, contents, "identity") if "identity" in contents else None,
+        "configs": configs,
+        "identity": identity,
         "step": contents.get("step"),
         "path": path,
     }
@@ -107,7 +121,8 @@ def load_params(path) -> tuple[dict, ModelConfig]:
     """Parameters and model config from a checkpoint."""
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt["configs"], dict) or not isinstance(ckpt["configs"].get("model"), dict):
-        raise ValueError(f"checkpoint {path}: entry configs has no model config")
+        entry = "configs" if ckpt["identity"] is None else "identity"
+        raise ValueError(f"checkpoint {path}: entry {entry} has no model config")
     config = ModelConfig.from_dict(ckpt["configs"]["model"])
     check_params(ckpt["params"], config)
     return ckpt["params"], config
@@ -188,10 +203,11 @@ def validate_checkpoint(ckpt: dict, model_config: ModelConfig) -> int:
     if accum[2] != step - last_eval:
         bad("accumulator", f"counts {accum[2]:g} steps since the last evaluation (step "
                            f"{last_eval}); the checkpoint is at step {step}")
-    if not isinstance(ckpt["configs"], dict):
-        bad("configs", "must be a dict")
-    if ckpt["identity"] is not None and not isinstance(ckpt["identity"], dict):
-        bad("identity", "must be a dict")
+    configs_entry = "configs" if ckpt["identity"] is None else "identity"
+    if not isinstance(ckpt["configs"], dict) or not isinstance(ckpt["configs"].get("model"), dict):
+        bad(configs_entry, "has no model config")     # (load_params refuses it too)
+    if ModelConfig.from_dict(ckpt["configs"]["model"]) != model_config:
+        bad(configs_entry, "holds another model config than the run's")
     return step
 
 

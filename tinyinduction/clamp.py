@@ -25,6 +25,7 @@ hook_result [B, T, H, D], hook_v [B, T, H, E], hook_logits [B, T, V].
 """
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,9 @@ class Link:
     transform:   None (the value is the source array itself), or an object with
                  forward(source, batch) -> value and backward(d_value, batch, source_shape)
                  -> d_source (the vector-Jacobian product), both in TransformerLens
-                 layout; e.g. Gather (below).
+                 layout; e.g. Gather (below). It may declare `source_positions`
+                 (plan.LAST: it reads the source's last position only), so that the
+                 source pass computes only that position (when nobody reads the cache).
     """
 
     source: str
@@ -135,12 +138,18 @@ class Clamp:
               broadcastable to the site's shape. Integer arrays are refused: as NumPy
               indices they would pick rows, not mark elements (use mask.astype(bool)).
     label:    a short description for printing and for a run's recorded identity.
+    reads_cache: for a function value: whether it reads the cache so far. It then sees
+              every array of its pass before the site, at every position (a pass that
+              would skip them, because nobody else reads them, computes them for it).
+              False: it reads the batch only (the paper's match and previous-token
+              clamps), and the pass computes only what is read.
     """
 
     name: str
     value: Any
     elements: Any = None
     label: str = ""
+    reads_cache: bool = True
 
     def __post_init__(self):
         if not isinstance(self.name, str):
@@ -214,7 +223,7 @@ class Clamp:
         elements = rows(self.elements) if isinstance(self.elements, np.ndarray) else self.elements
         if value is self.value and elements is self.elements:
             return self
-        return Clamp(self.name, value, elements, self.label)
+        return Clamp(self.name, value, elements, self.label, self.reads_cache)
 
     def __str__(self):
         return self.label or f"Clamp({self.name}{', ' + str(self.value) if self.is_linked else ''})"
@@ -352,11 +361,18 @@ def previous_token_target(n_positions: int, strength: float = 1.0) -> np.ndarray
     if isinstance(strength, bool) or not isinstance(strength, numbers.Real) \
             or not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength = {strength!r}: must be a number in [0, 1]")
+    return _previous_token_target(int(n_positions), float(strength)).copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _previous_token_target(n_positions, strength):
+    """previous_token_target, made once per size (a clamp asks for it on every step)."""
     pattern = np.zeros((n_positions, n_positions))
     rows = np.arange(1, n_positions)
     pattern[rows, rows - 1] = strength
     pattern[rows, rows] = 1.0 - strength
     pattern[0, 0] = 1.0
+    pattern.flags.writeable = False
     return pattern
 
 
@@ -371,14 +387,20 @@ def previous_token_pattern(layer: int, head: int, strength: float = 1.0,
     layer, head = _check_index("layer", layer), _check_index("head", head)
 
     def value(batch, cache):
-        n_positions = cache["hook_embed"].shape[1]
-        return previous_token_target(n_positions, strength)          # [T, T] broadcasts
+        return _previous_token_target(batch_positions(batch), float(strength))  # [T, T] broadcasts
 
     # label tokens of a few-shot sequence sit at the odd positions 1, 3, ..., 2C-1
     elements = np.s_[:, head, 1::2] if label_rows_only else np.s_[:, head]
     return Clamp(_attn_name(layer, "hook_pattern"), value, elements,
                  label=f"prev-token L{layer}H{head} p={strength:g}"
-                       + (" label rows" if label_rows_only else ""))
+                       + (" label rows" if label_rows_only else ""), reads_cache=False)
+
+
+def batch_positions(batch) -> int:
+    """T of a batch: a token batch's window, or a few-shot batch's 2C + 1 items."""
+    if hasattr(batch, "tokens"):
+        return int(np.asarray(batch.tokens).shape[1])
+    return 2 * int(np.asarray(batch.labels).shape[1]) + 1
 
 
 def graft(name: str, source_cache, elements=None) -> Clamp:

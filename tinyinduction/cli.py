@@ -107,7 +107,7 @@ def _add_run_options(parser, default_seed=None):
                              "overlapping training, on Linux with a second CPU)")
 
 
-def _clamps_from_options(args, model):
+def _clamps_from_options(args, model, announce=True):
     """Passes built from --clamp KIND[:field=value,...] and --only-head LAYER:HEAD (the
     grammar of subcircuits.parse_clamp_option); () without them."""
     from .subcircuits import build_clamps, parse_clamp_option, parse_only_head_option
@@ -115,7 +115,8 @@ def _clamps_from_options(args, model):
     specs += [parse_only_head_option(text) for text in args.only_head or []]
     if specs:
         clamps = build_clamps(specs, model)
-        print(f"clamps: {clamps}")
+        if announce:
+            print(f"clamps: {clamps}")
         return clamps
     return ()
 
@@ -166,6 +167,11 @@ def cmd_bench(args) -> int:
         if args.batch_size is not None:
             train_config = train_config.replace(batch_size=args.batch_size)
         task, setting = FewShotTask(task_config), f"{args.preset} preset"
+    if args.condition:
+        return _bench_conditions(args, model, task, train_config, setting)
+    clamps = _clamps_from_options(args, model, announce=False)
+    if clamps:
+        return _bench_clamped(args, model, task, train_config, clamps, setting)
     result = bench_training_step(model, task, train_config, n_steps=args.repeats)
     if args.json:
         print(json.dumps(result))
@@ -179,6 +185,58 @@ def cmd_bench(args) -> int:
               f"{result['ms_adam']:.3f} ms\n"
               f"  floor: the step's matrix products alone, back to back: "
               f"{result['ms_matmuls_only']:.3f} ms")
+    return EXIT_OK
+
+
+def _bench_clamped(args, model, task, train_config, clamps, setting) -> int:
+    from .bench import BLOCK_STEPS, bench_clamped_step
+    result = bench_clamped_step(model, task, train_config, clamps, n_steps=args.repeats)
+    if args.json:
+        print(json.dumps(result))
+        return EXIT_OK
+    print(f"{setting}, batch {result['batch_size']}, clamps: {result['clamps']}\n"
+          f"  training step: clamped {result['ms_per_step']:.3f} ms, plain "
+          f"{result['plain_ms_per_step']:.3f} ms: {result['ratio']:.2f}x (medians of "
+          f"{result['repeats']} steps each, the two alternating in blocks of {BLOCK_STEPS})")
+    if result["eval_ms"] is not None:
+        print(f"  evaluation ({result['eval_sequences']:,} sequences): clamped {result['eval_ms']:.1f} ms, "
+              f"plain {result['plain_eval_ms']:.1f} ms: {result['eval_ratio']:.2f}x (medians of "
+              f"{result['n_evals']} each, alternating)")
+    print(f"  load average {result['load_average']:.1f} (ratios survive a busy machine better "
+          f"than times; see the reference manual's Speed section)")
+    return EXIT_OK
+
+
+def _bench_conditions(args, model, task, train_config, setting) -> int:
+    """bench --condition: Singh et al.'s named clamp conditions, each against the plain step."""
+    from .bench import bench_clamped_step
+    from .subcircuits import CONDITIONS, build_clamps, condition_specs
+    if args.clamp or args.only_head:
+        raise ValueError("--condition names its own clamps: give --clamp/--only-head or --condition")
+    if model.input_kind != "fewshot":
+        raise ValueError("--condition needs a few-shot preset (the conditions clamp label logits)")
+    names = CONDITIONS if "all" in args.condition else tuple(args.condition)
+    rows = []
+    # the paper's heads (their induction head 3, previous-token head 2), or the last ones
+    heads = dict(induction_head=min(3, model.n_heads - 1), previous_token_head=min(2, model.n_heads - 1))
+    for name in names:
+        clamps = build_clamps(condition_specs(name, **heads), model)
+        result = bench_clamped_step(model, task, train_config, clamps, n_steps=args.repeats)
+        rows.append({"condition": name, **result})
+        if not args.json:
+            if len(rows) == 1:
+                print(f"{setting}, batch {result['batch_size']}: clamped / plain, each timed "
+                      f"interleaved with the plain one (medians)\n"
+                      f"| condition | step | plain step | ratio | evaluation | plain evaluation | ratio |\n"
+                      f"|---|---|---|---|---|---|---|")
+            print(f"| {name} | {result['ms_per_step']:.3f} ms | {result['plain_ms_per_step']:.3f} ms | "
+                  f"**{result['ratio']:.2f}** | {result['eval_ms']:.1f} ms | {result['plain_eval_ms']:.1f} ms | "
+                  f"**{result['eval_ratio']:.2f}** |", flush=True)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(f"load average {rows[-1]['load_average']:.1f}; {rows[-1]['repeats']} steps and "
+              f"{rows[-1]['n_evals']} evaluations of each")
     return EXIT_OK
 
 
@@ -222,6 +280,15 @@ def _add_bench(sub):
     p.add_argument("--d-vocab", type=int, help="text: vocabulary size (default 1024)")
     p.add_argument("--n-ctx", type=int, help="text: context length (default 64)")
     p.add_argument("--batch-size", type=int, help="sequences per step (default: the preset's; text 16)")
+    p.add_argument("--clamp", action="append", metavar="KIND[:FIELD=VALUE,...]",
+                   help="time this clamped step (and evaluation) against the plain one, interleaved; "
+                        "the grammar of train --clamp (repeatable)")
+    p.add_argument("--only-head", action="append", metavar="LAYER:HEAD",
+                   help="with the clamps: ablate every other head of that layer, as train --only-head")
+    p.add_argument("--condition", action="append", metavar="NAME",
+                   choices=("all", "none", "PT", "A", "B", "C", "A+C"),
+                   help="Singh et al.'s clamp conditions (subcircuits.condition_specs; 'all': the "
+                        "six), each timed against the plain step: a table of ratios")
     p.add_argument("--repeats", type=int, default=500, help="timed steps (default 500)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)

@@ -146,6 +146,18 @@ class ModelConfig(_Replaceable):
         if type(self.smeared_key).__name__ not in ("bool", "bool_"):
             _fail("ModelConfig", "smeared_key", self.smeared_key, "must be True or False")
         object.__setattr__(self, "smeared_key", bool(self.smeared_key))
+        # hashed once: every step looks the config up in a few caches (plans, shapes)
+        object.__setattr__(self, "_hash", hash(dataclasses.astuple(self)))
+
+    def __hash__(self):
+        return self._hash
+
+    def __getstate__(self):   # a pickled copy hashes anew: str hashes differ between processes
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        object.__setattr__(self, "_hash", hash(dataclasses.astuple(self)))
 
     @property
     def n_outputs(self) -> int:

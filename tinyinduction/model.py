@@ -20,12 +20,11 @@ import numpy as np
 
 from . import ops
 from .backward import backward
-from .cache import ActivationCache
-from .config import ModelConfig
 from .batches import TokenBatch
+from .cache import ActivationCache
 from .checks import any_outside, integer_array
-from .forward import (TO_TL, check_batch, forward_pass, forward_passes, hook_names, no_clamps,
-                      run_with_cache)
+from .config import ModelConfig
+from .forward import TO_TL, forward_passes, hook_names, run_with_cache
 from .params import check_params, init_params, param_shapes
 
 __all__ = ["TokenBatch", "TO_TL", "init_params", "check_params", "param_shapes", "hook_names",
@@ -75,14 +74,10 @@ def loss_and_accuracy(params, config: ModelConfig, batch, clamps=()):
     """(mean cross-entropy, accuracy) of params on a batch, as
     loss_from_cache(config, batch, run_with_cache(params, config, batch, clamps)).
 
-    Without clamps it runs a lean pass (evaluation): no cache is kept, and a few-shot
-    model's last block is computed for the query position only, the one the loss reads.
+    Only the loss is read (evaluation): the passes compute what it needs and keep no
+    cache views (forward.py: a few-shot model's last block at the query only).
     """
-    if not no_clamps(clamps):
-        return loss_from_cache(config, batch, run_with_cache(params, config, batch, clamps))
-    check_params(params, config)
-    check_batch(config, batch)
-    return _loss(config, batch, forward_pass(params, config, batch, keep_cache=False).logits)[:2]
+    return _loss(config, batch, forward_passes(params, config, batch, clamps, read_cache=False)[-1].logits)[:2]
 
 
 def loss_and_grads(params, config: ModelConfig, batch, clamps=(), record_activation_grads=False):
@@ -99,18 +94,13 @@ def loss_and_grads(params, config: ModelConfig, batch, clamps=(), record_activat
 
 def training_loss_and_grads(params, config: ModelConfig, batch, clamps=()):
     """(loss, accuracy, grads) of loss_and_grads, for a caller that never reads the cache
-    (train, bench). Speed: without clamps the forward pass stores no cache and a few-shot
-    model's last block runs for the query row only (see forward.forward_pass)."""
+    (train, bench): the passes compute only what the loss needs (forward.py)."""
     return training_backward(config, batch, training_forward(params, config, batch, clamps))
 
 
 def training_forward(params, config: ModelConfig, batch, clamps=()) -> list:
     """The forward half of training_loss_and_grads: its passes (bench times the halves)."""
-    if not no_clamps(clamps):
-        return forward_passes(params, config, batch, clamps)
-    check_params(params, config)
-    check_batch(config, batch)
-    return [forward_pass(params, config, batch, keep_cache=False)]
+    return forward_passes(params, config, batch, clamps, read_cache=False)
 
 
 def training_backward(config: ModelConfig, batch, runs) -> tuple:
@@ -131,7 +121,10 @@ def _backward_passes(config, batch, runs, record_activation_grads):
     grads = backward(final, d_logits, record_activation_grads)
     for run in reversed(runs[:-1]):
         for name, grad in backward(run, None, record_activation_grads).items():
-            grads[name] = grads[name] + grad
+            grads[name] = grads[name] + grad if name in grads else grad
+    # every parameter, in the parameters' order; zero where no pass used it
+    grads = {name: grads[name] if name in grads else np.zeros_like(value)
+             for name, value in final.params.items()}
     for run in runs:
         if run.pending:   # every linked gradient must have reached its source site
             raise RuntimeError(f"pass {run.pass_name!r}: gradients sent to {sorted(run.pending)} "

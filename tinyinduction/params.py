@@ -61,6 +61,12 @@ def _param_shapes(config: ModelConfig) -> tuple:
     return tuple(shapes.items())
 
 
+@functools.lru_cache(maxsize=64)
+def _names_and_shapes(config: ModelConfig) -> tuple:
+    """([names], [shapes]) of the parameters, for check_params' quick path."""
+    return [name for name, _ in _param_shapes(config)], [shape for _, shape in _param_shapes(config)]
+
+
 def init_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     """Initialise as Singh et al.: LeCun-normal (truncated) weights, zero biases,
     label/token/position embeddings normal(0, 0.02), LayerNorm gain 1 and bias 0."""
@@ -91,11 +97,14 @@ def check_params(params, config: ModelConfig):
     if not isinstance(params, dict):
         raise TypeError(f"params is a {type(params).__name__}; must be a dict name -> array "
                         "(init_params, load_params)")
-    expected = _param_shapes(config)
-    if len(params) == len(expected) and all(
-            getattr(params.get(name), "shape", None) == shape for name, shape in expected):
-        return   # the common case, checked cheaply (every training step calls this)
-    expected = dict(expected)
+    names, shapes = _names_and_shapes(config)
+    if len(params) == len(names):   # the common case, checked cheaply (every training step calls this)
+        try:
+            if [params[name].shape for name in names] == shapes:
+                return
+        except (KeyError, AttributeError):
+            pass
+    expected = dict(_param_shapes(config))
     missing = sorted(set(expected) - set(params))
     extra = sorted(set(params) - set(expected))
     if missing or extra:

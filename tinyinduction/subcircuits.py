@@ -16,13 +16,14 @@ Clamps as the paper's code does them (shared/research/singh2024.md, finding 5):
 - previous-token pattern (PT) of a layer-0 head, strength p: row i puts p on i-1 and
   1-p on itself, row 0 on itself; optionally on label rows only. Constant.
 - layer-0 perfect (A): a *pattern pass* whose block-0 output (residual included) is the
-  embeddings shifted one position to the right on the middle positions (position i gets
-  E[i-1] for i = 1..T-2; the first and the query keep their own), and a final pass whose
-  block-0 output is the plain embeddings (layer 0 contributes nothing) and whose layer-1
-  patterns are the pattern pass's. The paper runs a third, plain pass only to read the
-  embeddings E; they are the same array in every pass, so here each pass links to its
-  own hook_embed. Gradients flow through both links: into the embeddings, and through
-  the pattern pass's layer-1 scores into W_Q, W_K of layer 1.
+  block-0 input E (the embeddings, plus the learned position embeddings where the model
+  has them, as the authors' code builds it) shifted one position to the right on the
+  middle positions (position i gets E[i-1] for i = 1..T-2; the first and the query keep
+  their own), and a final pass whose block-0 output is E itself (layer 0 contributes
+  nothing) and whose layer-1 patterns are the pattern pass's. The paper runs a third,
+  plain pass only to read E; it is the same array in every pass, so here each pass links
+  to its own blocks.0.hook_resid_pre. Gradients flow through both links: into the
+  embeddings, and through the pattern pass's layer-1 scores into W_Q, W_K of layer 1.
 - match (B) of a layer-1 head with strength s: its query row puts s on the correct label
   token, 1 - s on the other label token (C = 2; (1 - s)/(C - 1) on each other label in
   general) and 0 on exemplars and on itself, so induction strength = 2s - 1. Constant.
@@ -47,8 +48,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clamp import Clamp, Link, Pass, Passes, previous_token_pattern, zero_ablate_head
+from .clamp import Clamp, Link, Pass, Passes, batch_positions, previous_token_pattern, zero_ablate_head
 from .config import ModelConfig
+from .plan import LAST
 
 MASKED_LOGIT = -1e9      # the paper's value for labels not in context
 
@@ -77,9 +79,14 @@ def shift_middle_forward(x):
 def shift_middle_backward(d_y):
     """d_y [B, T, ...] -> d_x [B, T, ...]: each position's gradient goes back to the
     position it was copied from; x[:, 0] feeds both y[:, 0] and y[:, 1], so it sums two."""
+    n_positions = d_y.shape[1]
+    if n_positions <= 2:                       # no middle positions: y = x
+        return np.array(d_y)
     d_x = np.zeros_like(d_y)
-    # y = x[:, index]  =>  d_x[:, index[i]] += d_y[:, i] (index repeats 0, hence add.at)
-    np.add.at(d_x, (slice(None), shift_middle_index(d_y.shape[1])), d_y)
+    # y[:, 0] = x[:, 0];  y[:, i] = x[:, i - 1] for i = 1..T-2;  y[:, T-1] = x[:, T-1]
+    d_x[:, 0] = d_y[:, 0]
+    d_x[:, :n_positions - 2] += d_y[:, 1:n_positions - 1]
+    d_x[:, n_positions - 1] = d_y[:, n_positions - 1]
     return d_x
 
 
@@ -107,6 +114,8 @@ class ScoresToLabelLogits:
 
     head: int
     n_outputs: int
+    # it reads the query row only: a pass that lends the scores computes just that row
+    source_positions = LAST
 
     def _where(self, batch):
         labels = np.asarray(batch.labels)                              # [B, C]
@@ -175,10 +184,10 @@ def match(config: ModelConfig, layer: int, head: int, s: float = 1.0) -> Clamp:
     s = float(s)
 
     def value(batch, cache):
-        return match_target(batch, s, cache["hook_embed"].shape[1])
+        return match_target(batch, s, batch_positions(batch))
 
     return Clamp(f"blocks.{layer}.attn.hook_pattern", value, np.s_[:, head, -1, :],
-                 label=f"match L{layer}H{head} s={s:g}")
+                 label=f"match L{layer}H{head} s={s:g}", reads_cache=False)
 
 
 def copy(config: ModelConfig, layer: int, head: int, source_pass: str | None = None) -> Clamp:
@@ -196,10 +205,11 @@ def layer0_perfect_passes(config: ModelConfig) -> tuple[list[Clamp], list[Clamp]
     """A: (clamps of the pattern pass, clamps of the final pass); see the module docstring."""
     if config.n_layers != 2:
         raise ValueError(f"layer-0 perfect (A) needs a 2-layer model; n_layers = {config.n_layers}")
-    block0_out = "blocks.0.hook_resid_post"
-    pattern_pass = [Clamp(block0_out, Link("hook_embed", None, ShiftMiddle()),
-                          label="A: block 0 output = embeddings shifted one position")]
-    final_pass = [Clamp(block0_out, Link("hook_embed"), label="A: block 0 output = embeddings"),
+    # block 0's input: the embeddings, plus learned positions where the model has them
+    block0_in, block0_out = "blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"
+    pattern_pass = [Clamp(block0_out, Link(block0_in, None, ShiftMiddle()),
+                          label="A: block 0 output = its input shifted one position")]
+    final_pass = [Clamp(block0_out, Link(block0_in), label="A: block 0 output = its input"),
                   Clamp("blocks.1.attn.hook_pattern", Link("blocks.1.attn.hook_pattern", "pattern"),
                         label="A: layer-1 patterns from the pattern pass")]
     return pattern_pass, final_pass

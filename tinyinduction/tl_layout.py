@@ -6,7 +6,7 @@ layout a student sees in the cache:
     q, k            [B, T, H, E]      (hook_q / hook_k, or hook_rot_q / hook_rot_k)
     scores, pattern [B, H, Tq, Tk]    (hook_attn_scores / hook_pattern)
 
-The model itself runs the same maths in ops.py, in a feature-major layout with the
+The model itself runs the same maths in ops/, in a feature-major layout with the
 batch innermost ([E, T, H, B], [Tq, Tk, H, B]) because NumPy is faster that way at this
 model's size. The two give the same numbers (tests/test_exercises.py checks it, and
 lesson 01 shows it on a real cache). These functions are the solutions of lesson 01's

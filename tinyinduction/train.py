@@ -240,13 +240,16 @@ def train(model_config: ModelConfig, task_config, train_config: TrainConfig, out
         run.set_status("running")
     if plan.kind == "resume":
         log(f"resumed from {plan.ckpt['path']} at step {plan.step}")
-    if evaluate_in_background:
-        run.evaluator = _start_background_evaluation(run, clamps, log)
-    try:
-        return _loop(run, stop_when)
-    finally:
-        if run.evaluator is not None:
-            run.evaluator.close()
+    # a diverging run ends in one TrainingDiverged line: the loop checks every loss, gradient
+    # and parameter, so NumPy's overflow warnings before it (a dozen) would only repeat it
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if evaluate_in_background:      # (the forked evaluator inherits the setting)
+            run.evaluator = _start_background_evaluation(run, clamps, log)
+        try:
+            return _loop(run, stop_when)
+        finally:
+            if run.evaluator is not None:
+                run.evaluator.close()
 
 
 def _start_background_evaluation(run: TrainingRun, clamps, log):

@@ -199,8 +199,7 @@ class TrainingRun:
         self.write_checkpoint(self.step, state)
 
     def write_checkpoint(self, step, state):
-        write_checkpoint(checkpoint_path(self.out_dir, step), state, self.history,
-                         self.configs, self.identity, step)
+        write_checkpoint(checkpoint_path(self.out_dir, step), state, self.history, self.identity, step)
         self.saved_step = step
         self.set_status("running")
 

@@ -2,7 +2,7 @@
 softmax and of the attention scores in the TransformerLens layout.
 
 Right answers: the package's clamp.previous_token_target, and central finite
-differences of the package's own forward ops (ops.py, feature-major layout).
+differences of the package's own forward ops (ops/, feature-major layout).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .core import Case, Exercise, Mistake, register
 
 PATTERN_AXES = ("batch", "head", "query_pos", "key_pos")
 HEAD_VECTOR_AXES = ("batch", "pos", "head", "d_head")
-FINITE_DIFFERENCES = "central finite differences of the package's forward (ops.py)"
+FINITE_DIFFERENCES = "central finite differences of the package's forward (ops/)"
 
 
 # ---------------------------------------------------------------- previous-token pattern

@@ -245,18 +245,21 @@ def subcircuits_figure(path, results, note=""):
                                fit["x_start"])
             ax.plot(x, y, "k--", lw=1, label=f"toy fit with D = {fit['depth']}")
         ax.axhline(LN2, color="grey", ls=":", lw=0.8)
+        if "n_labels" in results:     # chance among all labels: A's plateau sits there
+            ax.axhline(math.log(results["n_labels"]), color="grey", ls=":", lw=0.8)
         lt = results["learning_time"][name]
         ax.set_title(f"{CONDITION_NAMES.get(name, name)}\nlearning time "
                      + ("never" if lt is None else f"{lt:,}") + f", plateau {results['plateau_steps'][name]:,} steps",
                      fontsize=9)
-        ax.set_ylim(0, 1.2)
+        ax.set_ylim(0, max(1.2, 1.1 * math.log(results.get("n_labels", 2))))
         ax.legend(fontsize=7, loc="upper right")
     for ax in axes[3:]:
         ax.set_xlabel("training step")
     for ax in axes[::3]:
         ax.set_ylabel("train-set loss (nats)")
+    chance = f" and ln {results['n_labels']}" if "n_labels" in results else ""
     fig.suptitle(titled("Clamping subcircuits through training: with B or C given, the plateau goes "
-                        "(dotted: ln 2)", note), fontsize=11)
+                        f"(dotted: ln 2{chance})", note), fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -1,49 +1,13 @@
-"""Paired forward/backward primitives (llm.c style), pure NumPy.
-
-Every primitive is a pair:
-    y, saved = thing_forward(inputs...)
-    dinputs..., dparams... = thing_backward(dy, saved)
-Both are pure: they never write into their arguments and return fresh arrays.
-In each backward a comment restates the forward line being differentiated.
-
-Dimension letters (used in every shape comment of the package):
-    B batch, T positions (Tq queries, Tk keys), H heads, E d_head, D d_model,
-    F exemplar feature dim, V outputs (logits), M any flattened "columns" axis.
-
-Internal layout: feature-major, batch innermost.
-    residual stream        [D, T, B]
-    q, k, v, z             [E, T, H, B]
-    scores, pattern        [Tq, Tk, H, B]
-    per-head result        [H, D, T, B]
-    logits                 [V, T, B]
-Why: at this model's size (T = 5, E = 8) NumPy spends its time on per-call and
-per-inner-loop overhead, not arithmetic. With the batch (and heads) innermost every
-elementwise op and every attention einsum runs long contiguous inner loops, and
-reductions over features run over an outer axis; that is several times faster than
-256 batched 5x8 matmuls. The cache shows the same arrays as TransformerLens-shaped
-views ([B, T, D], [B, H, Tq, Tk], ...).
-
-Long sequences (T >= HEADS_OUTER_FROM, e.g. text windows of 64): the index order above
-stays, but the attention arrays (q, k, v, z, scores, pattern) are *stored* heads
-outermost, [H, B, T, E] and [H, B, Tq, Tk] in memory, so that each attention
-contraction is one batched BLAS matmul of [T, E] and [Tq, Tk] matrices (at T = 64 ~10x
-faster than the einsum, whose cost grows as T^2). The primitives that make these arrays
-(qkv_forward, the attention contractions, head_result_backward) choose by T; every
-other step is elementwise or a reshape and does not care. heads_outer(T) says which.
+"""The heads' primitives: Q/K/V projections, rotary embeddings, the smeared key, attention
+scores, softmax, the weighted sum of values and the heads' outputs; and the memory order of
+their arrays (heads_outer). The conventions are in the package docstring (ops/__init__.py).
 """
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
-
-
-@functools.lru_cache(maxsize=32)
-def _mean_row(n, dtype):
-    """[n] of 1/n: the row vector that averages over n features by a matrix product."""
-    row = np.full(n, 1.0 / n, dtype=dtype)
-    row.flags.writeable = False
-    return row
 
 
 # ---------------------------------------------------------------- memory order of attention arrays
@@ -80,195 +44,126 @@ def _as_patterns(m):
     return m.transpose(2, 3, 0, 1)
 
 
-# ---------------------------------------------------------------- linear
-
-
-def linear_forward(x, W, b=None):
-    """y = W^T x + b.  x [I, M], W [I, O], b [O] or None -> y [O, M]."""
-    if x.flags.f_contiguous and not x.flags.c_contiguous:
-        # Speed: x is a transposed row-major array (the exemplar rows): multiplying the
-        # rows, (x^T W)^T, takes BLAS's plain kernel (40 instead of 53 us at the paper's size)
-        y = x.T @ W
-        if b is not None:
-            y += b
-        y = y.T
-    else:
-        y = W.T @ x
-        if b is not None:
-            y += b[:, None]
-    return y, (x, W, b is not None)
-
-
-def linear_backward(dy, saved, need_input_grad=True):
-    """dy [O, M] -> (dx [I, M] or None, dW [I, O], db [O] or None)."""
-    x, W, has_bias = saved
-    # y = W^T x + b
-    dx = W @ dy if need_input_grad else None
-    dW = x @ dy.T
-    db = dy.sum(axis=1) if has_bias else None
-    return dx, dW, db
-
-
-# ---------------------------------------------------------------- embedding by id
-
-
-def embedding_forward(ids, W):
-    """Row lookup.  ids [...] int, W [N, D] -> y [D, ...] (feature-major)."""
-    return W.T[:, ids], (ids, W.shape[0])
-
-
-ONE_HOT_MAX_ROWS = 32   # tables up to this size: a one-hot matmul; larger ones: np.bincount
-
-
-def embedding_backward(dy, saved):
-    """dy [D, ...] -> dW [N, D]: the gradient rows of every id, summed where ids repeat.
-
-    Small tables (the label embedding, N = 5): a one-hot [N, M] matmul. Large ones (a
-    text vocabulary, N ~ 1000, where the one-hot matrix is N x M x D of work): one
-    np.bincount over (id, feature) pairs, M x D of work (np.add.at does the same, 3x slower).
-    """
-    ids, n_rows = saved
-    # y[:, m] = W[ids[m]]
-    D = dy.shape[0]
-    flat_ids = ids.reshape(-1)
-    dy2 = dy.reshape(D, -1)                                                        # [D, M]
-    if n_rows <= ONE_HOT_MAX_ROWS:
-        one_hot = (np.arange(n_rows)[:, None] == flat_ids[None, :]).astype(dy.dtype)  # [N, M]
-        return one_hot @ dy2.T
-    slots = flat_ids[None, :] * D + np.arange(D)[:, None]          # [D, M]: where dy2 adds in dW
-    dW = np.bincount(slots.reshape(-1), dy2.reshape(-1), minlength=n_rows * D)   # float64 sums
-    return dW.reshape(n_rows, D).astype(dy.dtype, copy=False)
-
-
-# ---------------------------------------------------------------- layernorm
-
-
-def layernorm_forward(x, w, b, eps=1e-5):
-    """LayerNorm over the feature axis 0.  x [D, ...], w [D], b [D] -> y [D, ...]."""
-    D = x.shape[0]
-    x2 = x.reshape(D, -1)                                   # [D, M]
-    # Speed: means over features as a (1/D) row times x, a BLAS matrix-vector product
-    # (~3x faster than np.add.reduce over axis 0); in place on arrays made here.
-    mean_row = _mean_row(D, x2.dtype)                       # [D]
-    centred = x2 - mean_row @ x2
-    rstd = 1.0 / np.sqrt(mean_row @ (centred * centred) + eps)   # [M]
-    xhat = centred
-    xhat *= rstd
-    y = xhat * w[:, None]
-    y += b[:, None]
-    return y.reshape(x.shape), (xhat, rstd, w)
-
-
-def layernorm_backward(dy, saved):
-    """dy [D, ...] -> (dx [D, ...], dw [D], db [D])."""
-    xhat, rstd, w = saved                                   # xhat [D, M], rstd [M]
-    D = dy.shape[0]
-    dy2 = dy.reshape(D, -1)
-    # y = xhat * w + b  (sums over M as one einsum / matrix-vector product: no temporary)
-    dw = np.einsum("dm,dm->d", dy2, xhat)
-    db = dy2 @ np.ones(dy2.shape[1], dtype=dy2.dtype)
-    dxhat = dy2 * w[:, None]
-    # xhat = (x - mean(x)) * rstd(x): the standard three-term formula
-    #   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-    mean_row = _mean_row(D, dy2.dtype)
-    mean_dxhat_xhat = mean_row @ (dxhat * xhat)
-    dx = dxhat
-    dx -= mean_row @ dxhat
-    dx -= xhat * mean_dxhat_xhat
-    dx *= rstd
-    return dx.reshape(dy.shape), dw, db
-
-
 # ---------------------------------------------------------------- fused Q, K, V projection
 
 
-def qkv_forward(x, W_Q, W_K, W_V):
-    """Queries, keys and values of every head in one matmul (no biases).
+def _project(x, weights):
+    """Several heads' projections of x in one matmul (no biases).
 
-    x [D, T, B]; W_Q, W_K, W_V [H, D, E] -> qkv [3, E, T, H, B] (q, k, v = qkv), stored
-    [3, E, T, H, B] for short sequences and [3, H, B, T, E] for long ones (heads_outer).
+    x [D, T, B]; weights: n arrays [H, D, E] -> (out [n, E, T, H, B], W_all [nHE, D]),
+    out stored [n, E, T, H, B] for short sequences and [n, H, B, T, E] for long ones
+    (heads_outer), W_all's rows ordered to match: (which, e, h) or (which, h, e).
     """
     D, T, B = x.shape
-    H, _, E = W_Q.shape
+    H, _, E = weights[0].shape
+    n = len(weights)
     by_head = heads_outer(T)
-    # rows ordered (which, e, h) so that one transpose of the output puts T before H;
-    # heads outer: (which, h, e), the order of the output's columns
-    W_all = np.empty((3, H, E, D) if by_head else (3, E, H, D), dtype=W_Q.dtype)
-    for i, W in enumerate((W_Q, W_K, W_V)):
+    W_all = np.empty((n, H, E, D) if by_head else (n, E, H, D), dtype=weights[0].dtype)
+    for i, W in enumerate(weights):
         W_all[i] = W.transpose(0, 2, 1) if by_head else W.transpose(2, 0, 1)
-    W_all = W_all.reshape(3 * E * H, D)
+    W_all = W_all.reshape(n * E * H, D)
     x2 = x.reshape(D, T * B)
     if by_head:
-        rows = (x2.T @ W_all.T).reshape(T, B, 3, H, E)                # [(t, b), (which, h, e)]
-        qkv = np.ascontiguousarray(rows.transpose(2, 3, 1, 0, 4))      # [3, H, B, T, E]
-        qkv = qkv.transpose(0, 4, 3, 1, 2)                              # indexed [3, E, T, H, B]
-    else:
-        qkv = (W_all @ x2).reshape(3, E, H, T, B)
-        qkv = np.ascontiguousarray(qkv.transpose(0, 1, 3, 2, 4))       # [3, E, T, H, B]
-    # one array (unpacks as q, k, v): q and k can then be rotated together, as qkv[:2]
-    return qkv, (x, W_all, H)
+        rows = (x2.T @ W_all.T).reshape(T, B, n, H, E)                 # [(t, b), (which, h, e)]
+        out = np.ascontiguousarray(rows.transpose(2, 3, 1, 0, 4))      # [n, H, B, T, E]
+        return out.transpose(0, 4, 3, 1, 2), W_all                      # indexed [n, E, T, H, B]
+    out = (W_all @ x2).reshape(n, E, H, T, B)
+    return np.ascontiguousarray(out.transpose(0, 1, 3, 2, 4)), W_all   # [n, E, T, H, B]
 
 
-def qkv_backward(dq, dk, dv, saved):
-    """dq, dk, dv [E, T, H, B] -> (dx [D, T, B], dW_Q, dW_K, dW_V [H, D, E])."""
-    x, W_all, H = saved
+def _project_backward(grads, x, W_all):
+    """grads: n arrays [E, T, H, B] (None: zero) -> (dx [D, T, B], dW [n, H, D, E])."""
     D, T, B = x.shape
-    E = dq.shape[0]
+    n = len(grads)
+    H = W_all.shape[0] // n
+    missing = any(g is None for g in grads)
+    some = grads[0] if grads[0] is not None else next(g for g in grads if g is not None)
+    E = some.shape[0]
+    H //= E
     x2 = x.reshape(D, T * B)
-    # qkv = transpose(W_all @ x)
+    allocate = np.zeros if missing else np.empty
+    # out = transpose(W_all @ x)
     if heads_outer(T):   # W_all's rows are (which, h, e): gather the gradient as [(t, b), (which, h, e)]
-        d_rows = np.empty((T, B, 3, H, E), dtype=dq.dtype)
-        for i, d in enumerate((dq, dk, dv)):
-            d_rows[:, :, i] = d.transpose(1, 3, 2, 0)
-        d_all = d_rows.reshape(T * B, 3 * H * E).T                      # [3HE, TB] (a view)
-        dW_all = (d_all @ x2.T).reshape(3, H, E, D).transpose(0, 1, 3, 2)
+        d_rows = allocate((T, B, n, H, E), dtype=some.dtype)
+        for i, d in enumerate(grads):
+            if d is not None:
+                d_rows[:, :, i] = d.transpose(1, 3, 2, 0)
+        d_all = d_rows.reshape(T * B, n * H * E).T                      # [nHE, TB] (a view)
+        dW_all = (d_all @ x2.T).reshape(n, H, E, D).transpose(0, 1, 3, 2)
     else:                # rows (which, e, h)
-        d_all = np.empty((3, E, H, T, B), dtype=dq.dtype)
-        for i, d in enumerate((dq, dk, dv)):
-            d_all[i] = d.transpose(0, 2, 1, 3)
-        d_all = d_all.reshape(3 * E * H, T * B)
-        dW_all = (d_all @ x2.T).reshape(3, E, H, D).transpose(0, 2, 3, 1)
-    dx = (W_all.T @ d_all).reshape(D, T, B)
-    return dx, dW_all[0], dW_all[1], dW_all[2]
+        d_all = allocate((n, E, H, T, B), dtype=some.dtype)
+        for i, d in enumerate(grads):
+            if d is not None:
+                d_all[i] = d.transpose(0, 2, 1, 3)
+        d_all = d_all.reshape(n * E * H, T * B)
+        dW_all = (d_all @ x2.T).reshape(n, E, H, D).transpose(0, 2, 3, 1)
+    return (W_all.T @ d_all).reshape(D, T, B), dW_all
 
 
-def qkv_query_rows_forward(x, W_Q, W_K, W_V, queries):
-    """qkv_forward for a block whose output is read at some positions only: keys and
-    values at every position, queries only at `queries` (a slice of positions).
+class QKVSaved(NamedTuple):
+    x: np.ndarray              # [D, T, B] the input
+    together: tuple            # which of (0 q, 1 k, 2 v) came from the one product over every position
+    W_together: object         # their stacked weights [nHE, D] (None if none)
+    query_rows: object         # None, or the slice of positions where q was projected on its own
+    x_rows: object             # x at those positions [D, Tq, B]
+    W_q: object                # the query weights stacked as _project does [HE, D]
+    qk: object                 # [2, E, T, H, B]: q and k as halves of one array, if one product made both
 
-    x [D, T, B]; W_Q, W_K, W_V [H, D, E] -> (q [E, Tq, H, B], k [E, T, H, B], v).
-    Speed: the query third of the projection, and of its backward, on Tq of T positions
-    (the few-shot loss reads the last block at the query only). Plain version:
-    qkv_forward, then q[:, queries].
+
+def qkv_forward(x, W_Q, W_K, W_V, query_rows=slice(None)):
+    """Queries, keys and values of every head in one matmul (no biases).
+
+    x [D, T, B]; W_Q, W_K, W_V [H, D, E], or None for a projection nobody reads (None is
+    returned in its place); query_rows: the positions where queries are read (a slice).
+    -> ((q [E, Tq, H, B], k [E, T, H, B], v [E, T, H, B]), saved). Stored
+    [E, T, H, B] for short sequences and [H, B, T, E] for long ones (heads_outer).
+    Speed: q and k come out as the halves of one array when both cover every position
+    (saved.qk: RoPE rotates them together), and queries read at a few positions only (the
+    few-shot loss reads the last block at the query) are projected there only.
     """
-    D, T, B = x.shape
-    H, _, E = W_Q.shape
-    x_rows = np.ascontiguousarray(x[:, queries])                          # [D, Tq, B]
-    W_q = W_Q.transpose(2, 0, 1).reshape(E * H, D)                        # rows (e, h)
-    W_kv = np.array((W_K, W_V)).transpose(0, 3, 1, 2).reshape(2 * E * H, D)
-    kv = (W_kv @ x.reshape(D, T * B)).reshape(2, E, H, T, B)
-    kv = np.ascontiguousarray(kv.transpose(0, 1, 3, 2, 4))               # [2, E, T, H, B]
-    q = (W_q @ x_rows.reshape(D, -1)).reshape(E, H, -1, B)
-    q = np.ascontiguousarray(q.transpose(0, 2, 1, 3))                     # [E, Tq, H, B]
-    return (q, kv[0], kv[1]), (x, x_rows, W_q, W_kv, queries)
+    T = x.shape[1]
+    n_queries = len(range(T)[query_rows])
+    wanted = (W_Q, W_K, W_V)
+    together = tuple(i for i, W in enumerate(wanted) if W is not None and (i > 0 or n_queries == T))
+    out = [None, None, None]
+    W_together, qk = None, None
+    if together:
+        stacked, W_together = _project(x, [wanted[i] for i in together])
+        for j, i in enumerate(together):
+            out[i] = stacked[j]
+        if together[:2] == (0, 1):
+            qk = stacked[:2]
+    x_rows = W_q = None
+    if W_Q is not None and 0 not in together:   # queries at their positions only
+        x_rows = np.ascontiguousarray(x[:, query_rows])                  # [D, Tq, B]
+        q, W_q = _project(x_rows, [W_Q])
+        out[0] = q[0]
+    return tuple(out), QKVSaved(x, together, W_together, None if x_rows is None else query_rows,
+                                x_rows, W_q, qk)
 
 
-def qkv_query_rows_backward(dq, dk, dv, saved):
-    """dq [E, Tq, H, B], dk, dv [E, T, H, B] -> (dx [D, T, B], dW_Q, dW_K, dW_V [H, D, E])."""
-    x, x_rows, W_q, W_kv, queries = saved
-    D, T, B = x.shape
-    E, Tq, H, _ = dq.shape
-    d_kv = np.empty((2, E, H, T, B), dtype=dk.dtype)
-    for i, d in enumerate((dk, dv)):
-        d_kv[i] = d.transpose(0, 2, 1, 3)
-    d_kv = d_kv.reshape(2 * E * H, T * B)
-    d_q = np.ascontiguousarray(dq.transpose(0, 2, 1, 3)).reshape(E * H, Tq * B)
-    # kv = W_kv x (every position); q = W_q x (the query positions)
-    dx = (W_kv.T @ d_kv).reshape(D, T, B)
-    dx[:, queries] += (W_q.T @ d_q).reshape(D, Tq, B)
-    dW_kv = (d_kv @ x.reshape(D, T * B).T).reshape(2, E, H, D).transpose(0, 2, 3, 1)
-    dW_q = (d_q @ x_rows.reshape(D, Tq * B).T).reshape(E, H, D).transpose(1, 2, 0)
-    return dx, dW_q, dW_kv[0], dW_kv[1]
+def qkv_backward(dq, dk, dv, saved: QKVSaved):
+    """dq [E, Tq, H, B], dk, dv [E, T, H, B] (None: zero or not computed)
+    -> (dx [D, T, B], dW_Q, dW_K, dW_V [H, D, E], None for a projection not computed)."""
+    x = saved.x
+    grads = (dq, dk, dv)
+    d_weights = [None, None, None]
+    dx = None
+    # (q, k, v)[i] = transpose(W_i x): every position, or q at the query rows only
+    together = [grads[i] for i in saved.together]
+    if together and not all(g is None for g in together):
+        dx, dW = _project_backward(together, x, saved.W_together)
+        for j, i in enumerate(saved.together):
+            d_weights[i] = dW[j]
+    if saved.query_rows is not None and dq is not None:
+        dx_rows, dW = _project_backward([dq], saved.x_rows, saved.W_q)
+        d_weights[0] = dW[0]
+        if dx is None:
+            dx = np.zeros(x.shape, dtype=dx_rows.dtype)
+        dx[:, saved.query_rows] += dx_rows
+    if dx is None:
+        dx = np.zeros(x.shape, dtype=x.dtype)
+    return dx, *d_weights
 
 
 # ---------------------------------------------------------------- rotary embeddings (GPT-J)
@@ -347,9 +242,17 @@ def rope_matmul_backward(dy, R):
 
 def _mask_terms(causal_mask, dtype):
     """[Tq, Tk, 1, 1] arrays: 0 where visible and -inf where not (added to the scores),
-    and 1 / 0 (multiplies their gradient)."""
-    visible = np.asarray(causal_mask)[:, :, None, None]
-    return np.where(visible, 0.0, -np.inf).astype(dtype), visible.astype(dtype)
+    and 1 / 0 (multiplies their gradient); made once per mask."""
+    mask = np.asarray(causal_mask, dtype=bool)
+    return _mask_terms_of(mask.shape, mask.tobytes(), np.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=64)
+def _mask_terms_of(shape, mask_bytes, dtype):
+    visible = np.frombuffer(mask_bytes, dtype=bool).reshape(shape)[:, :, None, None]
+    hidden, keep = np.where(visible, 0.0, -np.inf).astype(dtype), visible.astype(dtype)
+    hidden.flags.writeable = keep.flags.writeable = False
+    return hidden, keep
 
 
 def attention_scores_forward(q, k, scale, causal_mask):
@@ -509,40 +412,6 @@ def head_result_backward_shared(d_attn_out, saved):
     dz_by_head = W_O.reshape(H * E, D) @ d_out                       # [HE, TB]
     dz = dz_by_head.reshape(H, E, T, B).transpose(1, 2, 0, 3)
     return np.ascontiguousarray(dz), dW_O
-
-
-# ---------------------------------------------------------------- loss
-
-
-def cross_entropy_forward(logits, targets):
-    """Mean cross-entropy over columns, and which columns predict their target.
-
-    logits [V, M], targets [M] int -> (loss, correct [M] bool, saved). correct: the
-    target's logit is the column's largest (a tie counts as correct).
-    """
-    # (np.maximum.reduce / np.add.reduce: the array methods .max() / .sum() / .mean() add a
-    # Python wrapper each, which at V = 5, M = 32 costs more than the arithmetic)
-    n_columns = targets.shape[0]
-    top = np.maximum.reduce(logits, axis=0)                            # [M]
-    target_logits = logits[targets, np.arange(n_columns)]              # [M]
-    # exp(logits - top), in place on one new array (V x M is 4 MB for a text batch);
-    # the softmax is exps / total, left for the backward to divide (one pass fewer)
-    exps = logits - top
-    np.exp(exps, out=exps)
-    total = np.add.reduce(exps, axis=0)                                # [M]
-    # -log softmax(logits)[target] = log(sum_v exp(logit_v - top)) + top - logit_target
-    loss = np.add.reduce(np.log(total) + (top - target_logits)) / n_columns
-    return float(loss), target_logits >= top, (exps, total, targets)
-
-
-def cross_entropy_backward(saved):
-    """-> dlogits [V, M] for a loss of 1 (the mean over M columns)."""
-    exps, total, targets = saved
-    # loss = -mean_m log softmax(logits)[target_m, m]  =>  dlogits = (softmax - onehot) / M
-    n_columns = targets.shape[0]
-    dlogits = exps * (1.0 / n_columns / total)          # softmax / M
-    dlogits[targets, np.arange(n_columns)] -= 1.0 / n_columns
-    return dlogits
 
 
 # ---------------------------------------------------------------- smeared key (Olsson et al. 2022)
