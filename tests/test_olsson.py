@@ -303,6 +303,7 @@ def test_report_puts_plain_and_exploration_beside_the_default_or_says_why_not():
     assert "| B16_T64 |" in plain_part and "| none |" in plain_part
     assert "| B64_T64 |" in plain_part and "(stopped)" in plain_part and "6.1M tokens" in plain_part
     assert "its ICL went up: failed" in explore_part                       # the failed runs are shown
+    assert "(figures/olsson_plain.png)" in plain_part and "(figures/olsson_exploration.png)" in explore_part
     results["plain"] = results["exploration"] = None
     results["beside_status"] = {"plain": "unfinished", "exploration": "not run"}
     text = olsson.report(results)

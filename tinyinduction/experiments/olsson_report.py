@@ -65,6 +65,9 @@ def single_runs_text(outcome, mode, status=None) -> str:
             f"| {label} | {_cell(r['why'])} | {r['n_layers']} | {r['vocab_size']:,} | {r['batch_size']} x "
             f"{r['n_ctx']} | {r['repeat_fraction']:.0%} | {r['steps']:,} ({r['tokens'] / 1e6:.1f}M){status} | "
             f"{r['max_prefix_matching']:.2f} | {phase} | {r['icl_score']:+.3f} ± {r['icl_score_sem']:.3f} | {wall} |")
+    stem = "olsson_plain" if mode == "plain" else "olsson_exploration"
+    lines.append(f"\nOver training (best head, ICL score, loss against tokens seen): [{stem}.png](figures/{stem}.png), "
+                 f"drawn by `python -m tinyinduction reproduce olsson --{'plain' if mode == 'plain' else 'explore'}`.")
     return "\n".join(lines)
 
 
