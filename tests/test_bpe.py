@@ -105,6 +105,19 @@ def test_cache_is_keyed_by_the_recipe(tmp_path, monkeypatch):
     assert cached_bpe([CODE], 150, 1e-5).merges == first.merges
 
 
+def test_cached_arrays_are_made_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(bpe_module, "cache_directory", lambda: tmp_path)
+    calls = []
+
+    def make():
+        calls.append(1)
+        return np.arange(5), np.arange(3)
+    first = bpe_module.cached_arrays("streams-abc", make)
+    again = bpe_module.cached_arrays("streams-abc", make)
+    assert calls == [1] and [a.tolist() for a in again] == [[0, 1, 2, 3, 4], [0, 1, 2]]
+    assert all(a.dtype == np.int16 for a in first + again)
+
+
 def test_a_vocabulary_smaller_than_the_alphabet_is_refused(tmp_path):
     (tmp_path / "a.py").write_text(CODE * 4)
     (tmp_path / "b.py").write_text(CODE * 4)

@@ -47,6 +47,9 @@ EXPECTED = {
     "05": (["match_target: correct", "shift_middle_backward: correct", "learning time",
             "B_evolves: learning times (seeds 5) with 10 classes", "Answer (05.data)"],
            ["05_subcircuits.png", "05_data.png"]),
+    "06": (["prefix_matching_score: correct", "characters per token on the held-out files", "a line of code",
+            "copying is right", "Answer (06.copying)", "Answer (06.completion)", "paired", "Answer (06.icl)"],
+           ["06_prefix_matching.png", "06_attention_on_code.png", "06_icl_before_after.png"]),
 }
 
 

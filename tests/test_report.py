@@ -172,6 +172,21 @@ def test_provenance_names_this_checkout():
     assert re.fullmatch(r"[0-9a-f]{7,}", commit["commit"]) and isinstance(commit["changed"], bool)
 
 
+def test_results_name_the_commit_the_run_started_from(tmp_path, monkeypatch):
+    """A long run imports its code when it starts; commits made meanwhile are not what ran."""
+    from tinyinduction.experiments import base, toy
+    head = {"commit": "c_start", "changed": False}
+    monkeypatch.setattr(provenance, "commit", lambda: dict(head))
+    run = toy.run
+
+    def run_while_someone_commits(ctx):
+        head["commit"] = "c_meanwhile"
+        return run(ctx)
+    monkeypatch.setattr(toy, "run", run_while_someone_commits)
+    results = base.run_experiment("toy", quick=True, out=tmp_path / "toy", log=lambda *a: None)
+    assert results["meta"]["commit"] == {"commit": "c_start", "changed": False}
+
+
 def test_the_features_section_at_the_papers_setting(tmp_path):
     """The paper's sweep has the chosen recipe and the glyph tables, which the quick one has
     not: built from the stored quick points, the section shows the demo's comparison and

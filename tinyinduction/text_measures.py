@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model import TokenBatch, run_with_cache
+from .model import TokenBatch, run_with_cache, training_forward
 
 EVAL_CHUNK = 256          # sequences per forward pass (bounds memory: [T, T, H, chunk] patterns)
 PAPER_CONTEXT = 512
@@ -33,21 +33,19 @@ PAPER_EARLY, PAPER_LATE = 50, 500    # 1-based token indices in Olsson et al.'s 
 # ---------------------------------------------------------------- losses
 
 
-def _log_softmax(logits):
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
 def per_position_losses(params, config, batch: TokenBatch, clamps=()) -> np.ndarray:
-    """[B, T] cross-entropy of the target at every position (NaN where target = -1)."""
+    """[B, T] cross-entropy of the target at every position (NaN where target = -1).
+    A lean forward (no cache kept): training_forward's last pass, logits [V, T, b]."""
     tokens, targets = np.asarray(batch.tokens), np.asarray(batch.targets)
     out = np.full(tokens.shape, np.nan)
     for start in range(0, len(tokens), EVAL_CHUNK):
         chunk = TokenBatch(tokens[start:start + EVAL_CHUNK], targets[start:start + EVAL_CHUNK])
-        log_probs = _log_softmax(run_with_cache(params, config, chunk, clamps)["hook_logits"])  # [b, T, V]
-        valid = chunk.targets >= 0
-        picked = np.take_along_axis(log_probs, np.where(valid, chunk.targets, 0)[..., None], -1)[..., 0]
-        out[start:start + len(chunk.tokens)] = np.where(valid, -picked, np.nan)
+        logits = training_forward(params, config, chunk, clamps)[-1].logits             # [V, T, b]
+        top = logits.max(axis=0)                                                      # [T, b]
+        log_norm = np.log(np.exp(logits - top).sum(axis=0)) + top                     # [T, b]
+        valid = chunk.targets.T >= 0                                                  # [T, b]
+        picked = np.take_along_axis(logits, np.where(valid, chunk.targets.T, 0)[None], 0)[0]
+        out[start:start + len(chunk.tokens)] = np.where(valid, log_norm - picked, np.nan).T
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..text_measures import prefix_matching_from_pattern, prefix_matching_targets
-from .core import Case, Exercise, register
+from .core import Case, Exercise, Mistake, register
 
 
 def _rows_to(targets):
@@ -69,6 +69,17 @@ def _the_copy_itself(pattern, n_random, n_repeats):
     return (np.asarray(pattern) * targets).sum(axis=-1)[:, :, queries].mean(axis=(0, 2))
 
 
+def _latest_copy_only(pattern, n_random, n_repeats):
+    """Mistake: only the token after the most recent earlier copy counts as a target."""
+    n = 1 + n_random * n_repeats
+    targets = np.zeros((n, n), bool)
+    for copy in range(1, n_repeats):
+        for m in range(n_random):
+            targets[1 + copy * n_random + m, 1 + (copy - 1) * n_random + m + 1] = True
+    queries = np.flatnonzero(targets.any(axis=1))
+    return (np.asarray(pattern) * targets).sum(axis=-1)[:, :, queries].mean(axis=(0, 2))
+
+
 register(Exercise(
     name="prefix_matching_score",
     lesson="06",
@@ -91,7 +102,9 @@ register(Exercise(
     output_axes=(("head",),),
     hint="build a [T, T] boolean target mask first; then (pattern * mask).sum(-1) per query",
     wrong_answers=(
-        ("averages over every query, including the first copy and BOS", _all_queries),
-        ("attends to the earlier copy itself rather than the token after it", _the_copy_itself),
+        Mistake("averages over every query, including the first copy and BOS", _all_queries),
+        Mistake("attends to the earlier copy itself rather than the token after it", _the_copy_itself),
+        Mistake("counts only the token after the latest earlier copy, not after every earlier copy",
+                _latest_copy_only),
     ),
 ))

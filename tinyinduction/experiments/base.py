@@ -2,7 +2,7 @@
 
     python -m tinyinduction reproduce NAME [--seed S] [--features F] [--text PATH] [--out DIR]
                                            [--jobs N] [--quick] [--json] [--scheduler ADDRESS]
-                                           [--figures DIR]
+                                           [--figures DIR] [--plain | --explore] [--vocab N]
 
 - checks everything before writing anything, so a refused command leaves DIR as it
   found it: the name, every option (an option the experiment does not use is refused,
@@ -22,9 +22,10 @@
   no other run replaces a committed figure; --figures DIR chooses. A figure's title
   states the setting when it is not the paper's (Context.figure_note);
 - --json prints results.json as one JSON object on the last line.
-Defaults: DIR = runs/reproduce/NAME, with _quick, _seed=S, _features=F, _text=PATH added
-for a setting that is not the default (sweep.run_dir_name makes it a safe name); seed 5
-(the paper's).
+Defaults: DIR = runs/reproduce/NAME, with _quick, _seed=S, _features=F, _text=PATH,
+_vocab=N added for a setting that is not the default, and _plain or _explore last for
+olsson's other runs (so they sit beside the default's DIR, which reads them); sweep.run_dir_name
+makes it a safe name; seed 5 (the paper's).
 """
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ from .provenance import finished_before, training_seconds
 
 PAPER_SEED = 5
 RECORD_FILE = "reproduce.json"
-DEFAULT_OPTIONS = ("seed",)      # an experiment module's OPTIONS: which of seed, features, text it uses
+DEFAULT_OPTIONS = ("seed",)      # an experiment module's OPTIONS: which of seed, features, text,
+                                 # plain, explore, vocab it uses
+MODES = ("plain", "explore")     # olsson's other runs (--plain, --explore): DIR_plain, DIR_explore
 
 
 @dataclass
@@ -73,6 +76,9 @@ class Context:
     log: Callable = print
     text: str | None = None        # olsson: a user's text file or directory (--text)
     features: str | None = None    # few-shot experiments: the exemplar features (--features)
+    plain: bool = False            # olsson: the long runs on plain text (--plain)
+    explore: bool = False          # olsson: the exploratory runs (--explore)
+    vocab: int | None = None       # olsson: the BPE's size (--vocab; default 1024)
     executor: Any = None           # a connected scheduler's executor (else scheduler/jobs decide)
     figure_files: list = field(default_factory=list)
     runs: dict = field(default_factory=dict)    # "grid/name" -> {"reused", "train_seconds"}
@@ -107,7 +113,8 @@ class Context:
         parts = (["quick setting"] if self.quick else []) \
             + ([f"seed {self.seed}"] if self.seed != PAPER_SEED else []) \
             + ([f"features {self.features}"] if self.features else []) \
-            + ([f"text {self.text}"] if self.text else [])
+            + ([f"text {self.text}"] if self.text else []) \
+            + ([f"BPE of {self.vocab}"] if self.vocab else [])
         return ", ".join(parts)
 
 
@@ -157,12 +164,20 @@ def _write_text(path: Path, text: str):
     write_atomic(path, lambda handle: handle.write(data))
 
 
-def _options(name, module, seed, features, text) -> dict:
+def _options(name, module, seed, features, text, plain=False, explore=False, vocab=None) -> dict:
     """The setting's options, each checked against what the experiment uses."""
     uses = getattr(module, "OPTIONS", DEFAULT_OPTIONS)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"--seed = {seed!r}: must be a non-negative integer")
-    for option, value in (("seed", seed), ("features", features), ("text", text)):
+    for flag, value in (("plain", plain), ("explore", explore)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{flag} = {value!r}: must be True or False")
+    if plain and explore:
+        raise ValueError(f"reproduce {name}: give --plain or --explore, not both")
+    if vocab is not None and (isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 3):
+        raise ValueError(f"--vocab {vocab!r}: must be an integer >= 3 (the BPE's tokens, BOS and UNK included)")
+    for option, value in (("seed", seed), ("features", features), ("text", text), ("plain", plain or None),
+                          ("explore", explore or None), ("vocab", vocab)):
         if value is not None and option not in uses:
             uses_text = ", ".join(f"--{o}" for o in uses) or "none of --seed, --features, --text"
             raise ValueError(f"reproduce {name} does not take --{option} (it uses {uses_text})"
@@ -173,8 +188,12 @@ def _options(name, module, seed, features, text) -> dict:
                              + ("the path of a text file or directory (without --text, olsson "
                                 "reads the Python standard library)" if option == "text" else
                                 "a feature source: builtin[:...], glyphs[:...] or a .npy file"))
-    return {"seed": (PAPER_SEED if seed is None else seed) if "seed" in uses else None,
-            "features": features, "text": os.path.abspath(text) if text is not None else None}
+    options = {"seed": (PAPER_SEED if seed is None else seed) if "seed" in uses else None,
+               "features": features, "text": os.path.abspath(text) if text is not None else None}
+    for option, value in (("plain", plain), ("explore", explore), ("vocab", vocab)):
+        if option in uses:                             # recorded only by the experiments that take them
+            options[option] = value
+    return options
 
 
 def default_out(name: str, quick: bool, options: dict) -> Path:
@@ -182,9 +201,12 @@ def default_out(name: str, quick: bool, options: dict) -> Path:
     label = name + ("_quick" if quick else "")
     if options["seed"] not in (None, PAPER_SEED):
         label += f"_seed={options['seed']}"
-    for option in ("features", "text"):
-        if options[option] is not None:
+    for option in ("features", "text", "vocab"):
+        if options.get(option) is not None:
             label += f"_{option}={options[option]}"
+    for mode in MODES:
+        if options.get(mode):
+            label += f"_{mode}"
     return Path("runs/reproduce") / run_dir_name(label)
 
 
@@ -235,11 +257,12 @@ def claim_out(out: Path, name: str, quick: bool, options: dict) -> dict:
     return record
 
 
-def _provenance(ctx, started_at, load_start) -> dict:
-    """When, where and on what code the experiment ran, and its runs (trained or reused)."""
+def _provenance(ctx, started_at, load_start, code) -> dict:
+    """When, where and on what code (the commit when it started: it ran the code it imported
+    then) the experiment ran, and its runs (trained or reused)."""
     return {"started": started_at, "jobs": ctx.jobs, "machine": provenance.machine(),
             "load": {"start": load_start, "end": provenance.load_average()},
-            "commit": provenance.commit(),
+            "commit": code,
             "runs": {"count": len(ctx.runs), "reused": sum(r["reused"] for r in ctx.runs.values()),
                      "train_seconds": round(sum(r["train_seconds"] for r in ctx.runs.values()), 1),
                      "each": ctx.runs}}
@@ -247,7 +270,8 @@ def _provenance(ctx, started_at, load_start) -> dict:
 
 def run_experiment(name: str, seed: int | None = None, out=None, jobs: int = 1, quick: bool = False,
                    scheduler: str | None = None, figures=None, as_json: bool = False,
-                   log=print, text: str | None = None, features: str | None = None) -> dict:
+                   log=print, text: str | None = None, features: str | None = None, plain: bool = False,
+                   explore: bool = False, vocab: int | None = None) -> dict:
     """Run experiment `name` under the reproduce contract (module docstring); its results.
     Raises sweep.GridStopped if stopped (nothing written beyond the saved runs)."""
     module = load(name)
@@ -255,9 +279,9 @@ def run_experiment(name: str, seed: int | None = None, out=None, jobs: int = 1, 
         raise ValueError(f"quick = {quick!r}: must be True or False")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"--jobs = {jobs!r}: must be an integer >= 1")
-    options = _options(name, module, seed, features, text)
+    options = _options(name, module, seed, features, text, plain, explore, vocab)
     default_setting = not quick and options["seed"] in (None, PAPER_SEED) and features is None \
-        and text is None and out is None
+        and text is None and vocab is None and out is None
     out = check_output_dir(out if out is not None else default_out(name, quick, options), "--out")
     if str(out) in ("", "."):
         raise ValueError(f"--out {str(out)!r}: give a directory for the runs and results")
@@ -266,7 +290,8 @@ def run_experiment(name: str, seed: int | None = None, out=None, jobs: int = 1, 
                                Path("figures") if default_setting else out / "figures", "--figures")
     record = claim_out(out, name, quick, options)
     ctx = Context(name, options["seed"] if options["seed"] is not None else PAPER_SEED, out, jobs,
-                  quick, scheduler, figures, log, text=text, features=features)
+                  quick, scheduler, figures, log, text=text, features=features, plain=plain, explore=explore,
+                  vocab=vocab)
     if features is not None:
         from .setups import setting
         setting(quick, ctx.seed, features=features)    # the table is built (or read) and checked
@@ -277,6 +302,7 @@ def run_experiment(name: str, seed: int | None = None, out=None, jobs: int = 1, 
     # everything is checked: now DIR is this setting's
     write_json(out / RECORD_FILE, record, indent=1)
     started, started_at, load_start = time.perf_counter(), provenance.now(), provenance.load_average()
+    code = provenance.commit()
     setting_text = ctx.figure_note or "the paper's setting"
     log(f"reproduce {name} ({setting_text}): runs and results in {out}, figures in {figures}, "
         f"{jobs} job{'s' if jobs > 1 else ''}")
@@ -284,9 +310,10 @@ def run_experiment(name: str, seed: int | None = None, out=None, jobs: int = 1, 
     wall = time.perf_counter() - started
     results = to_json({**results, "meta": {"experiment": name, "quick": quick, "seed": options["seed"],
                                            "features": features, "text": options["text"],
+                                           **{k: options[k] for k in ("plain", "explore", "vocab") if k in options},
                                            "wall_seconds": round(wall, 1), "version": __version__,
                                            "figures": ctx.figure_files, **_provenance(ctx, started_at,
-                                                                                     load_start)}})
+                                                                                     load_start, code)}})
     write_json(out / "results.json", results, indent=1)
     rows = module.table(results)
     _write_text(out / "table.md", format_table(rows, markdown=True) + "\n")

@@ -30,7 +30,7 @@ def cmd_reproduce(args) -> int:
         return _reproduce_all(args)
     run_experiment(args.name, seed=args.seed, out=args.out, jobs=args.jobs, quick=args.quick,
                    scheduler=args.scheduler, figures=args.figures, as_json=args.json, text=args.text,
-                   features=args.features)
+                   features=args.features, plain=args.plain, explore=args.explore, vocab=args.vocab)
     return 0
 
 
@@ -87,6 +87,11 @@ def add_parsers(sub) -> None:
                                      "in the default DIR, else DIR/figures)")
     p.add_argument("--text", metavar="PATH", help="olsson only: a text file or directory to train on "
                                                   "instead of the Python standard library's source")
+    p.add_argument("--plain", action="store_true", help="olsson only: the long runs on plain text (hours; "
+                                                        "resumable), beside the default's DIR")
+    p.add_argument("--explore", action="store_true", help="olsson only: the exploratory runs that chose the "
+                                                          "default setting")
+    p.add_argument("--vocab", type=_positive_int, metavar="N", help="olsson only: the BPE's size (default 1024)")
     _where_options(p)
     p.set_defaults(func=cmd_reproduce, resumable=True)
 

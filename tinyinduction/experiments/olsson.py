@@ -1,475 +1,279 @@
 """`reproduce olsson`: Olsson et al. (2022)'s small-model arguments on Python source.
 
-Four attention-only models are trained on the character-level text of the Python
-standard library (tasks/text.py), through the sweep runner, with a checkpoint at every
-evaluation: 1 and 2 layers, each with and without the smeared key. Half of their
-training windows repeat a span of real text (TextConfig.repeat_fraction; why: the
-README's Olsson section); a fifth run, CONTROL, is the 2-layer model on plain text only.
-Then, on every checkpoint (text_measures.py):
-- held-out loss on plain windows, the ICL score (loss late in the context minus early:
-  Olsson's tokens 500 and 50 of 512 scaled to our context, each averaged over
-  +-ICL_BAND positions) with its standard error, the loss at each position, and the
-  per-token losses at fixed (window, position) pairs (for the PCA);
-- every head's prefix-matching score (Olsson's repeated random tokens), induction score
-  on ``[BOS] r r`` and previous-token score on text;
-and on the final parameters: copying scores (sample-based and eigenvalue proxy) and, for
-the 2-layer model, the ablation of its induction heads (outputs zeroed) against as many
-other heads (every subset of that size, averaged), on plain and on repeated windows.
+Attention-only models are trained on a byte-pair encoding (BPE, tasks/bpe.py) of the
+Python standard library's source (tasks/text.py), through the sweep runner, with a
+checkpoint at every evaluation: 1 and 2 layers, each with and without the smeared key,
+and the 2-layer model on a second seed. Half of their training windows repeat a span of
+real text (TextConfig.repeat_fraction: the deviation from the paper, kept and stated;
+`--plain` is Olsson's own regime, olsson_plain.py). Every ICL score, loss and ablation
+is measured on *plain* held-out windows:
+- at every checkpoint, on a fixed subset of them: the loss, the ICL score (loss late in
+  the context minus early: Olsson's tokens 500 and 50 of 512 scaled to our context,
+  each averaged over +-ICL_BAND positions), per-token losses (for the PCA), and every
+  head's prefix-matching, induction and previous-token scores (text_measures.py);
+- at the end, and just before and just after the phase change, on *every*
+  non-overlapping held-out window (olsson_analysis.tiled_windows), so that standard
+  errors are small and comparisons between models and steps are paired on the same
+  windows;
+- on the final 2-layer models: zero-ablating the induction heads against as many other
+  heads (every set of that size), on plain and on repeated held-out windows.
+Olsson's claims, each with its test, are in olsson_claims.py (written before the runs).
 
-Phase change: the first checkpoint at which the best head's prefix-matching score is
-halfway from its value at step 0 to its maximum over training, provided that maximum
-reaches PHASE_MIN_PREFIX (a head that never gets there never formed: no phase change).
-Induction heads: heads whose final prefix-matching score is >= INDUCTION_THRESHOLD.
-Nothing here was tuned to agree with the paper; the README says what was chosen and why.
-
-Figures: figures/olsson_training.png, figures/olsson_pca.png, figures/olsson_heads.png and
-figures/olsson_ablation.png (with --quick or --text they go to DIR/figures/; quick names
-end in _quick).
+Figures: figures/olsson_training.png, olsson_pca.png, olsson_heads.png, olsson_ablation.png
+(with --quick or --text they go to DIR/figures/; quick names end in _quick).
 """
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import text_measures as tm
-from ..clamp import zero_ablate_head
-from ..config import ModelConfig, TrainConfig
-from ..model import TokenBatch, init_params
-from ..runs import checkpoint_paths
-from ..sweep import RunSpec
-from ..tasks.repeated import (fitting_prefix_length, prefix_matching_candidates,
-                              prefix_matching_tokens, repeated_tokens)
-from ..tasks.text import TextConfig, TextTask
-from ..train import load_params
-from .base import Row, format_value
+from . import olsson_analysis as oa
+from .base import Row
+from .olsson_claims import all_claims
+from .olsson_report import headline, report  # noqa: F401 (the results page's text)
+from .olsson_plain import outcome_status, read_outcome, run_single_runs, single_runs, single_runs_table
+from .olsson_common import (ICL_BAND, MODELS, SECOND_SEED, icl_on_all_windows, make_probes, over_training,
+                            params_at, run_specs, setting, source_of, vocab_of)
 
 NAME = "olsson"
-SUMMARY = "Olsson et al. 2022 on Python source: 1 vs 2 layers, smeared key, ICL score, PCA"
-OPTIONS = ("seed", "text")
-
-MODELS = {"1L": (1, False), "2L": (2, False), "1L_smeared": (1, True), "2L_smeared": (2, True)}
-CONTROL = "2L_plain_text"    # default setting only: the 2-layer model without repeated windows
-ICL_BAND = 2                 # positions each side of the scaled token indices
-PHASE_MIN_PREFIX = 0.3       # best prefix-matching score a formed induction head reaches
-INDUCTION_THRESHOLD = 0.3    # final prefix-matching score that makes a head an induction head
-N_PROBE_SEQUENCES = 32       # prefix-matching and repeated-token sequences (paper: 10)
-
-# Olsson et al. 2022 (shared/research/olsson2022-and-toys.md), qualitative claims
-PAPER = {
-    "1L": "no induction heads, no ICL improvement, no phase change",
-    "2L": "induction heads form in a phase change; ICL score jumps then (~ -0.4 nats after)",
-    "1L_smeared": "forms induction heads and a phase change",
-    "2L_smeared": "phase change earlier than without the smeared key",
-    "ablation": "ablating induction heads removes most of the ICL score; others mostly not",
-    "2L - 1L": "2-layer models reach ~ -0.4, 1-layer ~0: clearly negative",
+SUMMARY = "Olsson et al. 2022 on Python source (BPE): 1 vs 2 layers, smeared key, plain-text ICL, ablations"
+OPTIONS = ("seed", "text", "plain", "explore", "vocab")
+TITLE = "Olsson et al. 2022 on real text"
+FIGURES = {
+    "olsson_training": "Columns: the models. Top: loss on plain held-out windows (dots) and on held-out windows "
+                       "that repeat a span (grey line). Middle: the ICL score on plain held-out windows, ± one "
+                       "standard error (one scale for all). Bottom: every head's prefix-matching score (dotted: "
+                       "layer 0). Grey band: the phase change (10% to 90% of the best head's rise); dashed: halfway.",
+    "olsson_ablation": "The 2-layer models' ICL score with their induction heads zeroed, or as many other heads "
+                       "(dots: each set), on plain and on repeated held-out windows; dashed: the 1-layer model. "
+                       "Error bars: standard errors over windows.",
+    "olsson_pca": "Left: per-token losses of every checkpoint of every model (one fixed position in each of the "
+                  "per-checkpoint windows), first two principal components; triangles: onset and end of the "
+                  "phase change. Right: the final loss at each position of the window.",
+    "olsson_heads": "Final per-head scores of every model: prefix matching, induction, previous token, copying "
+                    "(sample-based and eigenvalue proxy).",
+    "olsson_plain": "`--plain`: 2-layer models on plain text only, two batch x context settings: best "
+                    "prefix-matching head, ICL score and loss against tokens seen.",
+    "olsson_exploration": "`--explore`: the exploratory runs (seed 1) that chose the default setting.",
 }
-
-
-# ---------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class Setting:
-    text: TextConfig
-    n_heads: int
-    d_model: int
-    d_head: int
-    train: TrainConfig
-    n_eval_windows: int          # held-out windows every checkpoint is measured on
-    control: bool                # also train CONTROL (plain text)
-
-
-def setting(quick: bool, seed: int, source: str = "stdlib") -> Setting:
-    """The default and the --quick setting (the README's Olsson section says why).
-
-    default: context 64 characters, half the training windows repeat a span of real
-        text (tasks/text.py), 4 heads of 16 per layer, d_model 64, batch 16, lr 3e-3,
-        4,000 steps, a checkpoint every 100; plus the 2-layer control on plain text.
-    quick:   the same network on a context of 32, 90% repeated windows, batch 32, 800
-        steps: induction heads in the 2-layer model within about a minute (they form
-        after ~500-700 steps), for lessons and tests. Not compared with the paper.
-    """
-    if quick:
-        return Setting(TextConfig(source=source, n_ctx=32, eval_windows=64, repeat_fraction=0.9,
-                                  tokenizer="chars"),
-                       n_heads=4, d_model=64, d_head=16, n_eval_windows=128, control=False,
-                       train=TrainConfig(seed=seed, steps=800, batch_size=32, lr=3e-3, eval_every=50,
-                                         checkpoint_every=50, log_every=0))
-    return Setting(TextConfig(source=source, n_ctx=64, eval_windows=64, repeat_fraction=0.5,
-                              tokenizer="chars"),
-                   n_heads=4, d_model=64, d_head=16, n_eval_windows=512, control=True,
-                   train=TrainConfig(seed=seed, steps=4000, batch_size=16, lr=3e-3, eval_every=100,
-                                     checkpoint_every=100, log_every=0))
-
-
-def model_config(name: str, d_vocab: int, s: Setting) -> ModelConfig:
-    n_layers, smeared = MODELS.get(name, (2, False))
-    return ModelConfig(n_layers=n_layers, n_heads=s.n_heads, d_model=s.d_model, d_head=s.d_head,
-                       positional="rope", input_kind="tokens", d_vocab=d_vocab, n_ctx=s.text.n_ctx,
-                       smeared_key=smeared)
-
-
-def run_specs(s: Setting, d_vocab: int) -> list[RunSpec]:
-    specs = [RunSpec(name, model_config(name, d_vocab, s), s.text, s.train) for name in MODELS]
-    if s.control:
-        specs.append(RunSpec(CONTROL, model_config(CONTROL, d_vocab, s), s.text.replace(repeat_fraction=0.0),
-                             s.train))
-    return specs
-
-
-# ---------------------------------------------------------------- probes and measures
-
-
-@dataclass
-class Probes:
-    """The fixed inputs every checkpoint is measured on."""
-
-    windows: TokenBatch          # held-out text windows [N, T]
-    repeated_windows: TokenBatch  # held-out text windows that repeat a span (for the ablation)
-    pairs: np.ndarray            # [N, 2] (window, position) of the per-token losses
-    prefix: TokenBatch           # Olsson's prefix-matching sequences
-    n_random: int
-    repeated: TokenBatch         # [BOS] r r
-    half: int
-    sample_tokens: np.ndarray    # the copying score's sample (25 distinct ids)
-
-
-def make_probes(task: TextTask, n_windows: int, seed: int = 0) -> Probes:
-    n_ctx = task.config.n_ctx
-    rng = np.random.default_rng([seed, 10])
-    windows = task.sample(rng, n_windows, split="heldout", repeat_fraction=0.0)   # plain text
-    candidates = prefix_matching_candidates(task.vocab.counts)
-    n_random = fitting_prefix_length(n_ctx)
-    half = (n_ctx - 1) // 2
-    return Probes(
-        windows, task.sample(rng, n_windows // 2, split="heldout", repeat_fraction=1.0),
-        tm.per_token_pairs(rng, n_windows, n_ctx),
-        prefix_matching_tokens(rng, N_PROBE_SEQUENCES, candidates, n_random), n_random,
-        repeated_tokens(rng, N_PROBE_SEQUENCES, half, candidates), half,
-        rng.choice(candidates, size=min(25, candidates.size), replace=False))
-
-
-def measure(params, config: ModelConfig, probes: Probes, clamps=()) -> dict:
-    """Every per-checkpoint measure of the module docstring."""
-    losses = tm.per_position_losses(params, config, probes.windows, clamps)       # [N, T]
-    first = TokenBatch(probes.windows.tokens[:N_PROBE_SEQUENCES], probes.windows.targets[:N_PROBE_SEQUENCES])
-    return {
-        "loss": float(np.nanmean(losses)),
-        "icl_score": tm.icl_score(losses, band=ICL_BAND),
-        "icl_score_sem": tm.icl_score_sem(losses, band=ICL_BAND),
-        "icl_per_window": tm.icl_per_window(losses, band=ICL_BAND),
-        "loss_by_position": np.nanmean(losses, axis=0),
-        "per_token": tm.per_token_losses(losses, probes.pairs),
-        "prefix_matching": tm.prefix_matching_scores(params, config, probes.prefix, probes.n_random),
-        "induction": tm.induction_scores(params, config, probes.repeated),
-        "previous_token": tm.previous_token_scores(params, config, first),
-    }
-
-
-def checkpoints(run_dir) -> list[tuple[int, Path]]:
-    return sorted(checkpoint_paths(run_dir))
-
-
-def over_training(run_dir, config, probes, seed: int) -> dict:
-    """{measure: [value per checkpoint]} plus "step", in step order; step 0 is the
-    initialisation (init_params(config, seed), as train() makes it)."""
-    rows = {"step": []}
-    found = checkpoints(run_dir)
-    for step, path in ([(0, None)] if not found or found[0][0] != 0 else []) + found:
-        params = init_params(config, seed) if path is None else load_params(path)[0]
-        rows["step"].append(step)
-        for key, value in measure(params, config, probes).items():
-            rows.setdefault(key, []).append(value)
-    return {k: np.asarray(v) for k, v in rows.items()}
-
-
-def phase_change_step(steps, best_prefix) -> int | None:
-    """First step where the best head's prefix-matching score is halfway from its start
-    to its maximum; None if the maximum stays below PHASE_MIN_PREFIX."""
-    best_prefix = np.asarray(best_prefix)
-    if best_prefix.max() < PHASE_MIN_PREFIX:
-        return None
-    halfway = 0.5 * (best_prefix[0] + best_prefix.max())
-    return int(np.asarray(steps)[np.argmax(best_prefix >= halfway)])
-
-
-def ablation(params, config, probes, prefix_final) -> dict:
-    """ICL score with the induction heads zeroed, and with as many other heads zeroed
-    (mean over every subset of that size), on plain held-out windows (the paper's
-    measure; the top-level keys) and on held-out windows that repeat a span ("repeated")."""
-    heads = [(l, h) for l in range(config.n_layers) for h in range(config.n_heads)]
-    scores = {head: prefix_final[head] for head in heads}
-    induction = [head for head in heads if scores[head] >= INDUCTION_THRESHOLD]
-    rule = f"prefix matching >= {INDUCTION_THRESHOLD}"
-    if not induction:
-        induction, rule = [max(heads, key=scores.get)], "none reaches the threshold: the best head"
-    others = [head for head in heads if head not in induction]
-
-    other_sets = list(itertools.combinations(others, len(induction))) if len(others) >= len(induction) else []
-
-    def scores(windows):
-        def icl(ablated):
-            clamps = [zero_ablate_head(l, h) for l, h in ablated]
-            losses = tm.per_position_losses(params, config, windows, clamps)
-            return tm.icl_score(losses, band=ICL_BAND), tm.icl_score_sem(losses, band=ICL_BAND)
-        others_icl = [icl(subset)[0] for subset in other_sets]
-        (clean, clean_sem), (ablated, ablated_sem) = icl([]), icl(induction)
-        return {"clean_icl_score": clean, "clean_icl_score_sem": clean_sem,
-                "induction_heads_icl_score": ablated, "induction_heads_icl_score_sem": ablated_sem,
-                "other_heads_icl_score": float(np.mean(others_icl)) if others_icl else None,
-                "other_heads_icl_scores": others_icl}
-    return {"induction_heads": [list(h) for h in induction], "rule": rule,
-            "other_head_sets": [[list(h) for h in s] for s in other_sets],
-            **scores(probes.windows), "repeated": scores(probes.repeated_windows)}
-
-
-def paired_differences(trajectories) -> dict:
-    """Final ICL score of each model minus 1L's (and 2L's minus the control's), on the same
-    windows: {"2L - 1L": [difference, standard error of the paired difference], ...}."""
-    final = {name: tr["icl_per_window"][-1] for name, tr in trajectories.items()}
-    pairs = [(name, "1L") for name in final if name != "1L"]
-    if CONTROL in final:
-        pairs.append(("2L", CONTROL))
-    return {f"{a} - {b}": [float(np.nanmean(final[a] - final[b])), tm.standard_error(final[a] - final[b])]
-            for a, b in pairs if a in final and b in final}
-
-
-def icl_around(steps, icl, step, lo=200, hi=600) -> tuple[float | None, float | None]:
-    """Mean ICL score over the checkpoints lo..hi steps before `step`, and lo..hi after."""
-    steps, icl = np.asarray(steps), np.asarray(icl)
-    before = icl[(steps >= step - hi) & (steps <= step - lo)]
-    after = icl[(steps >= step + lo) & (steps <= step + hi)]
-    return (float(before.mean()) if before.size else None, float(after.mean()) if after.size else None)
-
-
-def loss_pca(trajectories: dict, first: int = 1) -> dict:
-    """Olsson's per-token-loss PCA: every checkpoint of every model (from checkpoint index
-    `first` on: the initialisation's uniform ~ln V losses would take the first component)
-    is a row of per-token losses; centre over all rows; project on the first two
-    principal components. {model: [checkpoints - first, 2], "explained_variance": [2]}."""
-    names = list(trajectories)
-    rows = [np.asarray(trajectories[n]["per_token"])[first:] for n in names]
-    matrix = np.concatenate(rows)                                              # [checkpoints, N]
-    centred = matrix - matrix.mean(axis=0)
-    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
-    projected = centred @ vt[:2].T
-    explained = singular ** 2 / (singular ** 2).sum()
-    out, start = {"explained_variance": explained[:2], "first": first}, 0
-    for name, block in zip(names, rows):
-        out[name] = projected[start:start + len(block)]
-        start += len(block)
-    return out
 
 
 # ---------------------------------------------------------------- the experiment
 
 
 def check(ctx):
-    """Refuse text that cannot be trained on (--text) before reproduce writes anything."""
-    setting(ctx.quick, ctx.seed, source=ctx.text or "stdlib").text.make_task()   # cached
+    """Refuse text that cannot be trained on (--text, --vocab) before reproduce writes anything."""
+    mode = mode_of(ctx)
+    if mode != "default":
+        for _, s in single_runs(mode, ctx.quick, ctx.seed, source_of(ctx), vocab_of(ctx)).values():
+            s.text.make_task()
+    else:
+        setting(ctx.quick, ctx.seed, source_of(ctx), vocab_of(ctx)).text.make_task()
+
+
+def mode_of(ctx) -> str:
+    """ "plain" (--plain), "explore" (--explore) or "default"."""
+    if getattr(ctx, "plain", False) and getattr(ctx, "explore", False):
+        raise ValueError("reproduce olsson: give --plain or --explore, not both")
+    return "plain" if getattr(ctx, "plain", False) else "explore" if getattr(ctx, "explore", False) else "default"
 
 
 def run(ctx) -> dict:
+    if mode_of(ctx) != "default":
+        return run_single_runs(ctx, mode_of(ctx))
     from . import olsson_plots as plots
-    s = setting(ctx.quick, ctx.seed, source=getattr(ctx, "text", None) or "stdlib")
+    s = setting(ctx.quick, ctx.seed, source_of(ctx), vocab_of(ctx))
     task = s.text.make_task()
-    ctx.log(f"text: {task.fingerprint['files']} files, {task.fingerprint['characters']:,} characters, "
-            f"vocabulary {task.d_vocab}")
+    fp = task.fingerprint
+    ctx.log(f"text: {fp['files']} files, {fp['characters']:,} characters, {fp['train_tokens']:,} training "
+            f"tokens, BPE of {task.d_vocab} ({fp['chars_per_token_heldout']:.2f} characters per token)")
     specs = run_specs(s, task.d_vocab)
     configs = {spec.name: spec.model for spec in specs}
+    seeds = {spec.name: spec.train.seed for spec in specs}
     summaries = ctx.train_runs(specs)
-    probes = make_probes(task, s.n_eval_windows, ctx.seed)
+    probes = make_probes(task, s.n_trajectory_windows, ctx.seed, s.n_final_windows, s.n_ablation_windows)
+    ctx.log(f"measuring on {probes.windows.tokens.shape[0]:,} held-out windows at every checkpoint, on "
+            f"{probes.all_windows.tokens.shape[0]:,} at the end, on {probes.ablation_windows.tokens.shape[0]:,} "
+            "in the ablations")
 
-    trajectories, results = {}, {"models": {}}
-    for name in configs:
+    trajectories, results, final_icl = {}, {"models": {}}, {}
+    for name, config in configs.items():
         ctx.log(f"measuring {name} on its checkpoints ...")
         run_dir = Path(summaries[name].out_dir)
-        trajectory = over_training(run_dir, configs[name], probes, s.train.seed)
+        trajectory = over_training(run_dir, config, probes, seeds[name])
         trajectory["history"] = summaries[name].history()
         trajectories[name] = trajectory
         best = trajectory["prefix_matching"].max(axis=(1, 2))
-        final_params, _ = load_params(checkpoints(run_dir)[-1][1])
-        copying = tm.copying_scores(final_params, configs[name], probes.sample_tokens)
+        final_params = params_at(run_dir, config, seeds[name], int(trajectory["step"][-1]))
+        final_icl[name], by_position = icl_on_all_windows(final_params, config, probes)
+        copying = tm.copying_scores(final_params, config, probes.sample_tokens)
+        window = oa.phase_window(trajectory["step"], best)
         results["models"][name] = {
-            "icl_score": float(trajectory["icl_score"][-1]),
-            "icl_score_sem": float(trajectory["icl_score_sem"][-1]),
-            "max_prefix_matching": float(best[-1]),
-            "phase_change_step": phase_change_step(trajectory["step"], best),
-            "loss": float(trajectory["loss"][-1]),
+            "seed": seeds[name], "repeat_fraction": s.text.repeat_fraction,
+            "icl_score": float(np.nanmean(final_icl[name])), "icl_score_sem": tm.standard_error(final_icl[name]),
+            "max_prefix_matching": float(best[-1]), "max_prefix_matching_over_training": float(best.max()),
+            "phase_change_step": oa.phase_change_step(trajectory["step"], best),
+            "phase_change_onset_step": None if window is None else window[0],
+            "phase_change_end_step": None if window is None else window[1],
+            "loss": float(trajectory["loss"][-1]), "loss_by_position": by_position,
             "prefix_matching": trajectory["prefix_matching"][-1],
             "induction_score": trajectory["induction"][-1],
             "previous_token_score": trajectory["previous_token"][-1],
-            "copying_score_sample": copying["sample"],
-            "copying_score_weights": copying["weights"],
+            "copying_score_sample": copying["sample"], "copying_score_weights": copying["weights"],
             "smear_sigmoid": [1 / (1 + np.exp(-final_params[f"blocks.{l}.attn.smear_alpha"]))
-                              for l in range(configs[name].n_layers)] if configs[name].smeared_key else None,
+                              for l in range(config.n_layers)] if config.smeared_key else None,
             "steps": trajectory["step"], "icl_score_over_training": trajectory["icl_score"],
+            "icl_score_sem_over_training": trajectory["icl_score_sem"],
             "loss_over_training": trajectory["loss"], "best_prefix_matching_over_training": best,
         }
-        if name == "2L":
-            results["ablation"] = ablation(final_params, configs[name], probes,
-                                           trajectory["prefix_matching"][-1])
-    for name, m in results["models"].items():     # the ICL score across the phase change
-        phase = m["phase_change_step"]
-        m["icl_score_around_phase_change"] = None if phase is None else icl_around(
-            m["steps"], m["icl_score_over_training"], phase)
-        if phase is not None and CONTROL in results["models"]:
-            control = results["models"][CONTROL]
-            m["control_icl_score_around_phase_change"] = icl_around(
-                control["steps"], control["icl_score_over_training"], phase)
-    results["paired_icl_differences"] = paired_differences(trajectories)
-    pca = loss_pca(trajectories)
+    pca = oa.loss_pca({name: tr["per_token"] for name, tr in trajectories.items()})
+    pca_steps = trajectories["1L"]["step"][pca["first"]:]
+    for name, m in results["models"].items():
+        m["icl_diff_vs_1L"], m["icl_diff_vs_1L_sem"] = (None, None) if name == "1L" else \
+            oa.paired_change(final_icl[name], final_icl["1L"])
+        _across_phase_change(ctx, name, m, configs, seeds, summaries, probes, trajectories, pca, pca_steps)
+    for name, key in (("2L", "ablation"), (SECOND_SEED, "ablation_second_seed")):
+        if name in configs:
+            ctx.log(f"ablating {name}'s heads ...")
+            params = params_at(summaries[name].out_dir, configs[name], seeds[name],
+                               int(trajectories[name]["step"][-1]))
+            results[key] = oa.ablation(params, configs[name], probes.ablation_windows,
+                                       results["models"][name]["prefix_matching"],
+                                       {"repeated": probes.repeated_windows})
+    if "1L" in configs:               # where the 1-layer model's ICL score comes from, without induction heads
+        ctx.log("ablating 1L's copying heads ...")
+        params = params_at(summaries["1L"].out_dir, configs["1L"], seeds["1L"], int(trajectories["1L"]["step"][-1]))
+        results["ablation_1L"] = oa.copying_ablation(params, configs["1L"], probes.ablation_windows,
+                                                     results["models"]["1L"]["copying_score_weights"])
+    results["second_seed_model"] = SECOND_SEED if SECOND_SEED in configs else None
+    results["tokenizer"] = {"kind": fp["tokenizer"], "vocab_size": task.d_vocab,
+                            "chars_per_token": fp["chars_per_token_heldout"],
+                            "unk_rate_heldout": fp["unk_rate_heldout"]}
+    results["plain"], results["exploration"] = _beside(ctx, "_plain"), _beside(ctx, "_explore")
+    results["beside_status"] = {"plain": _beside_status(ctx, "_plain"), "exploration": _beside_status(ctx, "_explore")}
     results["pca"] = {"explained_variance": pca["explained_variance"]}
-    results["settings"] = {"text": s.text.to_dict(), "fingerprint": task.fingerprint,
-                           "n_heads": s.n_heads, "d_model": s.d_model, "d_head": s.d_head,
-                           "train": s.train.to_dict(), "icl_positions": tm.icl_positions(s.text.n_ctx),
-                           "icl_band": ICL_BAND, "n_eval_windows": s.n_eval_windows,
+    results["settings"] = {"text": s.text.to_dict(), "fingerprint": fp, "n_heads": s.n_heads,
+                           "d_model": s.d_model, "d_head": s.d_head, "train": s.train.to_dict(),
+                           "icl_positions": tm.icl_positions(s.text.n_ctx), "icl_band": ICL_BAND,
+                           "n_trajectory_windows": int(probes.windows.tokens.shape[0]),
+                           "n_all_windows": int(probes.all_windows.tokens.shape[0]),
+                           "n_ablation_windows": int(probes.ablation_windows.tokens.shape[0]),
                            "prefix_matching_tokens": probes.n_random}
     suffix = "_quick" if ctx.quick else ""
-    note = ctx.figure_note
+    note = getattr(ctx, "figure_note", "")
     plots.training_figure(ctx.figure_path(f"olsson_training{suffix}"), trajectories, results, note)
     plots.pca_figure(ctx.figure_path(f"olsson_pca{suffix}"), pca, trajectories, results, note)
     plots.heads_figure(ctx.figure_path(f"olsson_heads{suffix}"), results, note)
-    plots.ablation_figure(ctx.figure_path(f"olsson_ablation{suffix}"), results, trajectories, note)
+    plots.ablation_figure(ctx.figure_path(f"olsson_ablation{suffix}"), results, note)
     return results
 
 
-def _fmt_phase(step):
-    return "none" if step is None else f"step {step:,}"
+def _across_phase_change(ctx, name, m, configs, seeds, summaries, probes, trajectories, pca, pca_steps):
+    """A model's ICL score just before and just after its phase change on every held-out
+    window (paired), 1L's change over the same steps, the loss's shape there, the PCA turn."""
+    keys = ("icl_score_before", "icl_score_before_sem", "icl_score_after", "icl_score_after_sem",
+            "icl_change_at_phase_change", "icl_change_at_phase_change_sem", "icl_change_vs_1L_same_steps",
+            "icl_change_vs_1L_same_steps_sem", "loss_at_phase_change", "pca_turn_degrees",
+            "pca_turn_degrees_1L_same_steps", "pca_path_lengths", "pca_path_lengths_1L_same_steps")
+    m.update(dict.fromkeys(keys))
+    onset, end = m["phase_change_onset_step"], m["phase_change_end_step"]
+    if onset is None or "1L" not in configs:
+        return
+    ctx.log(f"{name}: ICL score on every held-out window at steps {onset:,} and {end:,} (and 1L's)")
+    per_window = {}
+    for model in (name, "1L"):
+        for step in (onset, end):
+            params = params_at(summaries[model].out_dir, configs[model], seeds[model], step)
+            per_window[model, step] = icl_on_all_windows(params, configs[model], probes)[0]
+    before, after = per_window[name, onset], per_window[name, end]
+    m["icl_score_before"], m["icl_score_before_sem"] = float(np.nanmean(before)), tm.standard_error(before)
+    m["icl_score_after"], m["icl_score_after_sem"] = float(np.nanmean(after)), tm.standard_error(after)
+    m["icl_change_at_phase_change"], m["icl_change_at_phase_change_sem"] = oa.paired_change(after, before)
+    control = per_window["1L", end] - per_window["1L", onset]
+    m["icl_change_vs_1L_same_steps"], m["icl_change_vs_1L_same_steps_sem"] = oa.paired_change(
+        after - before, control)
+    m["loss_at_phase_change"] = oa.loss_shape(m["steps"], m["loss_over_training"], onset, end)
+    m["pca_turn_degrees"] = oa.pca_turn_degrees(pca[name], pca_steps, onset, end)
+    m["pca_turn_degrees_1L_same_steps"] = oa.pca_turn_degrees(pca["1L"], pca_steps, onset, end)
+    m["pca_path_lengths"] = oa.pca_path_lengths(pca[name], pca_steps, onset, end)
+    m["pca_path_lengths_1L_same_steps"] = oa.pca_path_lengths(pca["1L"], pca_steps, onset, end)
 
 
-def _fmt_pair(pair):
-    return "-" if pair is None or None in pair else f"{pair[0]:+.3f} -> {pair[1]:+.3f}"
+def _beside_dir(ctx, suffix) -> Path:
+    """DIR_plain or DIR_explore beside this run's DIR (runs/reproduce/olsson_plain by default)."""
+    return Path(ctx.out).with_name(Path(ctx.out).name + suffix)
+
+
+def _beside(ctx, suffix):
+    """The outcome of the --plain or --explore runs if they finished beside this one, else None."""
+    return None if ctx.quick else read_outcome(_beside_dir(ctx, suffix))
+
+
+def _beside_status(ctx, suffix) -> str:
+    return "not run" if ctx.quick else outcome_status(_beside_dir(ctx, suffix))
+
+
+# ---------------------------------------------------------------- table and report
 
 
 def table(results) -> list[Row]:
+    """Olsson's claims (ours, theirs, agrees?), then each model's final ICL score and its
+    difference from 1L, the ablations, and the largest standard errors (the final ones against
+    their target)."""
+    if "mode" in results:
+        return single_runs_table(results)
+    second = results.get("second_seed_model")
+    claims = all_claims(results)                 # the main seed's 7, then the second seed's (if any)
+    rows = [Row(f"claim {c.number}" + (f" ({second}, seed {results['models'][second]['seed']})" if i >= 7 else ""),
+                c.ours, c.claim, _agrees(c)) for i, c in enumerate(claims)]
     m = results["models"]
-    rows = []
-    for name in list(MODELS) + ([CONTROL] if CONTROL in m else []):
+    for name in m:
         r = m[name]
-        rows.append(Row(f"{name}: final ICL score (nats)", r["icl_score"], PAPER.get(name, "(control)"),
-                        f"+-{r['icl_score_sem']:.3f} s.e.; held-out loss {r['loss']:.3f}"))
-        note = f"phase change: {_fmt_phase(r['phase_change_step'])}"
-        if r.get("icl_score_around_phase_change"):
-            note += f"; ICL across it {_fmt_pair(r['icl_score_around_phase_change'])}"
-            if r.get("control_icl_score_around_phase_change"):
-                note += f" (control, same steps: {_fmt_pair(r['control_icl_score_around_phase_change'])})"
-        rows.append(Row(f"{name}: best prefix-matching head (final)", r["max_prefix_matching"], "", note))
-    for pair, (difference, error) in results.get("paired_icl_differences", {}).items():
-        rows.append(Row(f"final ICL score, {pair} (same windows)", difference,
-                        PAPER["2L - 1L"] if pair == "2L - 1L" else "", f"+-{error:.3f} s.e. (paired)"))
-    a = results["ablation"]
-    heads = f"heads {a['induction_heads']} ({a['rule']})"
-    for label, scores in (("plain text", a), ("repeated windows", a["repeated"])):
-        rows.append(Row(f"2L ICL score, {label}: clean", scores["clean_icl_score"], "",
-                        f"+-{scores['clean_icl_score_sem']:.3f} s.e."))
-        rows.append(Row(f"2L ICL score, {label}: induction heads ablated", scores["induction_heads_icl_score"],
-                        PAPER["ablation"] if label == "plain text" else "", heads))
-        rows.append(Row(f"2L ICL score, {label}: as many other heads ablated", scores["other_heads_icl_score"],
-                        "", f"mean over {len(a['other_head_sets'])} head sets"))
+        rows.append(Row(f"{name}: final ICL score, plain held-out windows (nats)", r["icl_score"], "",
+                        f"± {r['icl_score_sem']:.3f} s.e.; held-out loss {r['loss']:.3f}"))
+        if r.get("icl_diff_vs_1L") is not None:
+            rows.append(Row(f"{name} - 1L: final ICL score (same windows)", r["icl_diff_vs_1L"],
+                            "about -0.4" if name == "2L" else "", f"± {r['icl_diff_vs_1L_sem']:.3f} s.e. (paired)"))
+    for key, name in (("ablation", "2L"), ("ablation_second_seed", second)):
+        a = results.get(key)
+        if a:
+            rows += [Row(f"{name}: ICL score, clean (ablation windows)", a["clean_icl_score"], "",
+                         f"± {a['clean_icl_score_sem']:.3f} s.e."),
+                     Row(f"{name}: ICL score, induction heads {a['induction_heads']} zeroed",
+                         a["induction_heads_icl_score"], "most of the ICL score gone",
+                         f"± {a['induction_heads_icl_score_sem']:.3f} s.e.; paired change "
+                         f"{a['induction_heads_change']:+.3f} ± {a['induction_heads_change_sem']:.3f}"),
+                     Row(f"{name}: ICL score, as many other heads zeroed (mean over sets)",
+                         a["other_heads_icl_score"], "much less change",
+                         "" if a["other_heads_icl_score"] is None else
+                         f"± {a['other_heads_icl_score_sem']:.3f} s.e. (mean); {len(a['other_heads_icl_scores'])} "
+                         f"sets, {min(a['other_heads_icl_scores']):+.3f} to {max(a['other_heads_icl_scores']):+.3f}")]
+    final = largest_standard_error(results, FINAL_SEMS)
+    if final is not None:
+        rows.append(Row("largest standard error of a final ICL score or difference from 1L", final[0], "",
+                        f"{final[1]}; target <= {SEM_TARGET} ({'met' if final[0] <= SEM_TARGET else 'NOT met'})"))
+    around = largest_standard_error(results, PHASE_CHANGE_SEMS)
+    if around is not None:
+        rows.append(Row("largest standard error of an ICL score or change around a phase change", around[0], "",
+                        around[1]))
     return rows
 
 
-# ---------------------------------------------------------------- the results page (report.py)
-
-TITLE = "Olsson et al. 2022 on real text"
-FIGURES = {
-    "olsson_training": "Columns: the models. Top: loss on plain held-out windows (dots) and on "
-                      "held-out windows that repeat a span (grey). Middle: the ICL score (one "
-                      "scale for all). Bottom: every head's prefix-matching score (dotted: layer 0). "
-                      "Dashed line: the phase change.",
-    "olsson_pca": "Left: per-token losses of every checkpoint of every model, first two principal "
-                  "components. Right: the final loss at each position of the window; the ICL score "
-                  "reads the marked positions.",
-    "olsson_ablation": "The 2-layer model's ICL score with its induction heads zeroed, or as many "
-                       "other heads (dots: each set), on plain and on repeated held-out windows; "
-                       "error bars are standard errors over windows.",
-    "olsson_heads": "Per-head scores of every model: prefix matching, induction, previous token, "
-                    "both copying scores.",
-}
+SEM_TARGET = 0.02           # issue 15: the final scores' standard errors, paired between models
+FINAL_SEMS = ("icl_score_sem", "icl_diff_vs_1L_sem")
+PHASE_CHANGE_SEMS = ("icl_score_before_sem", "icl_score_after_sem", "icl_change_at_phase_change_sem",
+                     "icl_change_vs_1L_same_steps_sem")
 
 
-def _best_head(model) -> str:
-    scores = np.asarray(model["prefix_matching"], dtype=float)
-    layer, head = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    return f"L{layer}H{head} {scores[layer, head]:.2f}"
+def largest_standard_error(results, keys) -> tuple[float, str] | None:
+    """(the largest, "model key") of these standard errors of every model, or None."""
+    found = [(m[k], f"{name} {k}") for name, m in results["models"].items() for k in keys
+             if m.get(k) is not None and np.isfinite(m[k])]
+    return max(found) if found else None
 
 
-def report(results) -> str:
-    m, s = results["models"], results["settings"]
-    text, train, fingerprint = s["text"], s["train"], s["fingerprint"]
-    a = results["ablation"]
-    lines = [
-        "Olsson et al. argue, from small attention-only models trained on ordinary text, that "
-        "induction heads form in a phase change and carry most of in-context learning. This "
-        "experiment repeats their small-model arguments on a text every Python installation has: "
-        f"its standard library's source ({fingerprint['files']:,} files, "
-        f"{fingerprint['characters']:,} characters, character tokens; the text, the smeared key "
-        "and the measures: [reference manual](tinyinduction/README.md#text-tasks-and-olsson-et-als-measures)).",
-        "",
-        f"**The setting.** Attention-only, RoPE, pre-LayerNorm, {s['n_heads']} heads of {s['d_head']} "
-        f"per layer, d_model {s['d_model']}, context {text['n_ctx']} characters, Adam lr "
-        f"{train['lr']:g}, batch {train['batch_size']}, {train['steps']:,} steps, a checkpoint every "
-        f"{train['checkpoint_every']:,}; models {', '.join(m)}. A deviation from the paper: a share "
-        f"{text['repeat_fraction']:g} of the training windows repeat a span of real text (a window is "
-        "its own first few characters over and over, so only copying, not a fixed offset, predicts "
-        "it): on plain characters an induction head has almost nothing to gain (lesson 06 measures "
-        "why)"
-        + (f"; the 2-layer model trained on plain text for the same steps (`{CONTROL}`, the control) "
-           f"reaches a best prefix-matching score of {m[CONTROL]['max_prefix_matching']:.2f}"
-           if CONTROL in m else "") + ". The ICL score is measured on plain held-out "
-        f"windows, as Olsson et al. do (positions {format_value(s['icl_positions'])}, each averaged "
-        f"over +-{s['icl_band']} positions, {s['n_eval_windows']} windows).",
-        "",
-        f"**Phase change** (our rule): the first checkpoint at which the best head's prefix-matching "
-        f"score is halfway from its start to its maximum, if that maximum reaches {PHASE_MIN_PREFIX} "
-        f"(otherwise none). **Induction heads**: final prefix-matching score >= {INDUCTION_THRESHOLD}.",
-        "",
-        "| model | best prefix-matching head (final) | phase change | final ICL score (nats) | Olsson et al. |",
-        "|---|---|---|---|---|",
-    ]
-    for name, r in m.items():
-        lines.append(f"| {name} | {_best_head(r)} | {_fmt_phase(r['phase_change_step'])} | "
-                     f"{r['icl_score']:+.3f} +- {r['icl_score_sem']:.3f} | {PAPER.get(name, '(control)')} |")
-    around = m.get("2L", {}).get("icl_score_around_phase_change")
-    lines += [
-        "",
-        "- **Which models form induction heads, and when**: the table above; "
-        + ("the smeared key brings the phase change earlier"
-           if all(m.get(k, {}).get("phase_change_step") is not None for k in ("2L", "2L_smeared"))
-           and m["2L_smeared"]["phase_change_step"] < m["2L"]["phase_change_step"]
-           else "the smeared key does not bring the 2-layer phase change earlier here") + ".",
-        "- **The ICL score across the 2-layer phase change** (mean before, after): "
-        + (_fmt_pair(around) if around else "no phase change") + " (Olsson et al.: a jump to about "
-        "-0.4 nats).",
-        f"- **Ablation** of the 2-layer model's induction heads "
-        f"({', '.join(f'L{l}H{h}' for l, h in a['induction_heads'])}; "
-        f"{a['rule']}): ICL score on plain windows {a['clean_icl_score']:+.3f} clean, "
-        f"{a['induction_heads_icl_score']:+.3f} with them zeroed, "
-        f"{format_value(a['other_heads_icl_score'])} with as many other heads zeroed (mean over "
-        f"{len(a['other_head_sets'])} head set(s)); on repeated windows {a['repeated']['clean_icl_score']:+.3f}, "
-        f"{a['repeated']['induction_heads_icl_score']:+.3f} and "
-        f"{format_value(a['repeated']['other_heads_icl_score'])}. Olsson et al.: "
-        f"{PAPER['ablation']}.",
-        "",
-        "Our models are tiny, see characters rather than words and train for seconds rather than "
-        "days; the setting was chosen before the results.",
-    ]
-    return "\n".join(lines)
-
-
-def headline(results) -> list[Row]:
-    m = results["models"]
-    if "1L" not in m or "2L" not in m:
-        return []
-    around = m["2L"].get("icl_score_around_phase_change")
-    return [
-        Row("2-layer attention-only models form induction heads, 1-layer ones do not: best "
-            "prefix-matching head, 2L / 1L", [m["2L"]["max_prefix_matching"], m["1L"]["max_prefix_matching"]],
-            "yes / no"),
-        Row("the ICL score jumps at the phase change: 2L's ICL score before -> after it",
-            _fmt_pair(around) if around else "no phase change", "jump to ~ -0.4 nats"),
-    ]
+def _agrees(claim) -> str:
+    word = {True: "agrees", False: "DISAGREES", None: "not measured"}[claim.agrees]
+    return f"{word} ({claim.criterion})" if claim.criterion else word

@@ -28,7 +28,9 @@ as training did, so training text encodes to what training saw.
 
 Cache: cached_bpe stores the merges as <cache_directory()>/bpe-<recipe hash>.json, the
 recipe being the training text's SHA-256, vocab_size, rare_fraction, PRESPLIT and
-RECIPE_VERSION: a changed text or setting never reads a stale table.
+RECIPE_VERSION: a changed text or setting never reads a stale table. tasks/text.py stores
+the encoded token streams the same way (cached_arrays, keyed by the text, the split and
+the BPE's hash): encoding ten million characters takes seconds, reading them back does not.
 """
 from __future__ import annotations
 
@@ -250,6 +252,25 @@ def cached_bpe(texts, vocab_size: int, rare_fraction: float, cache: bool = True)
         _save_atomic(path, {"recipe": rec, "chars": bpe.chars, "merges": [list(m) for m in bpe.merges],
                             "counts": bpe.counts.tolist()})
     return bpe
+
+
+def cached_arrays(name: str, make) -> tuple:
+    """make() -> a tuple of int16 arrays, stored as <cache_directory()>/<name>.npz and read
+    back from there on later calls (name must hold a hash of everything they depend on)."""
+    path = cache_directory() / f"{name}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return tuple(stored[f"a{i}"] for i in range(len(stored.files)))
+        except (OSError, ValueError, KeyError):
+            pass                                       # unreadable: make them again
+    arrays = tuple(np.asarray(a, dtype=np.int16) for a in make())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        np.savez(handle, **{f"a{i}": a for i, a in enumerate(arrays)})
+    os.replace(temporary, path)
+    return arrays
 
 
 def _save_atomic(path, data: dict) -> None:

@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from ..batches import TokenBatch
-from .bpe import cached_bpe
+from .bpe import cached_arrays, cached_bpe
 
 BOS, UNK = 0, 1
 UNK_CHAR = "\ufffd"
@@ -304,7 +304,11 @@ def load_corpus(source: str, heldout_fraction: float, rare_fraction: float, toke
             pieces += [np.array([BOS], np.int16), encode(text)]
         return np.concatenate(pieces)
 
-    train, heldout = stream(train_texts), stream(heldout_texts)
+    if tokenizer == "bpe":   # encoding takes seconds: stored beside the BPE, keyed by text, split and BPE
+        key = hashlib.sha256(f"{digest.hexdigest()}|{heldout_fraction!r}|{vocab.hash}".encode()).hexdigest()[:16]
+        train, heldout = cached_arrays(f"bpe-streams-{key}", lambda: (stream(train_texts), stream(heldout_texts)))
+    else:
+        train, heldout = stream(train_texts), stream(heldout_texts)
     for array in (train, heldout):
         array.flags.writeable = False
     heldout_characters = sum(len(t) for t in heldout_texts)
